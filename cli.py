@@ -1,0 +1,42 @@
+"""Command-line plumbing shared by the scripts: common flags, the device, one-line errors."""
+import sys
+
+import torch
+
+from dataset import DataError
+
+
+def add_common_arguments(parser):
+    """The flags train.py and test.py share, with the original's names and defaults."""
+    parser.add_argument('--da', type=int, default=64, help='hidden size of the attention')
+    parser.add_argument('--r', type=int, default=3, help='attention hops')
+    parser.add_argument('--T', type=int, default=32, help='segments per pooled train video')
+    parser.add_argument('--feature-size', type=int, default=2048)
+    parser.add_argument('--test-rgb-list', default='list/ucf-i3d-test.list')
+    parser.add_argument('--gt', default='list/gt-ucf.npy')
+    parser.add_argument('--test-split-size', type=int, default=32, help='snippets per scored test chunk')
+    parser.add_argument('--ckpt-dir', default='ckpt')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='auto: CUDA when present')
+
+
+def check_positive(args, *names):
+    for name in names:
+        if getattr(args, name) <= 0:
+            raise DataError(f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}')
+
+
+def pick_device(name):
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise DataError('--device cuda: this PyTorch sees no CUDA device')
+    return torch.device(name)
+
+
+def run(main, args, script):
+    """Run main(args); a user's mistake (DataError) becomes one line on stderr and exit status 1."""
+    try:
+        main(args)
+    except DataError as e:
+        sys.exit(f'{script}: error: {e}')

@@ -1,0 +1,237 @@
+"""UCF-Crime 10-crop I3D features: list order, pooling, frame ground truth, and the in-memory sets.
+
+A feature file `<video>_i3d.npy` is float32 [T, crops, F]: one row per 16-frame snippet (RTFM's format).
+"""
+import glob
+import os
+import re
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+FRAMES_PER_SNIPPET = 16
+FEATURE_SUFFIX = '_i3d.npy'
+WHERE_FROM = ("UCF-Crime's I3D features are RTFM's public download (see README.md); "
+              "`python synthetic.py` writes a small built-in set of the same form")
+
+
+class DataError(Exception):
+    """A problem with the user's files or flags: the scripts report it in one line, without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------- names
+def video_name(path):
+    """features/UCF-Test/Abuse028_x264_i3d.npy -> Abuse028_x264"""
+    name = os.path.basename(path)
+    return name[:-len(FEATURE_SUFFIX)] if name.endswith(FEATURE_SUFFIX) else os.path.splitext(name)[0]
+
+
+def is_normal(path):
+    return os.path.basename(path).startswith('Normal')
+
+
+def video_class(path):
+    """The class is the name's prefix before the video number: Abuse028_x264 -> Abuse, Normal_Videos_003 -> Normal."""
+    return 'Normal' if is_normal(path) else re.match(r'[A-Za-z]+', video_name(path)).group(0)
+
+
+def official_order(paths):
+    """UCF-Crime's list order: the anomalous videos, then the normal ones, each sorted by file name."""
+    return sorted(paths, key=lambda p: (is_normal(p), os.path.basename(p)))
+
+
+def scan_features(folder):
+    if not os.path.isdir(folder):
+        raise DataError(f'{folder}: no such folder. {WHERE_FROM}')
+    paths = glob.glob(os.path.join(folder, '*' + FEATURE_SUFFIX))
+    if not paths:
+        raise DataError(f'{folder}: no *{FEATURE_SUFFIX} files in it. {WHERE_FROM}')
+    return official_order(paths)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def write_atomic(path, write):
+    """Call write(file) on a temporary file beside path, then rename it over path."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def save_npy(path, array):
+    write_atomic(path, lambda f: np.save(f, array))
+
+
+def write_list(path, lines):
+    write_atomic(path, lambda f: f.write(''.join(line + '\n' for line in lines).encode()))
+
+
+def read_list(path):
+    if not os.path.isfile(path):
+        raise DataError(f'{path}: list not found (run preformer_feature.py first)')
+    paths = [line.strip() for line in open(path) if line.strip()]
+    if not paths:
+        raise DataError(f'{path}: the list is empty')
+    for p in paths:
+        if not os.path.isfile(p):
+            raise DataError(f'{path}: lists {p}, which does not exist')
+    return paths
+
+
+def open_features(path, feature_size):
+    """Memory-map a feature file [T, crops, F], checking its form (not yet its values)."""
+    try:
+        x = np.load(path, mmap_mode='r')
+    except FileNotFoundError:
+        raise DataError(f'{path}: no such file')
+    except Exception as e:
+        raise DataError(f'{path}: not a readable .npy file ({e})')
+    if x.ndim != 3 or x.dtype != np.float32 or x.shape[2] != feature_size or x.shape[0] == 0:
+        raise DataError(f'{path}: expected float32 features [T>0, crops, {feature_size}] '
+                        f'(pooled: [crops, T, {feature_size}]), found {x.dtype} {list(x.shape)}')
+    return x
+
+
+def check_finite(path, x):
+    if not np.isfinite(x).all():
+        raise DataError(f'{path}: the features hold NaN or Inf values')
+    return x
+
+
+# ---------------------------------------------------------------------------------------------- pooling
+def pool(features, segments):
+    """[T, crops, F] -> [crops, segments, F]: the mean of each of `segments` equal spans of time.
+
+    Boundaries are floor(linspace(0, T, S+1)) as in RTFM's process_feat; a video shorter than S
+    snippets has empty spans, which take the row at their start instead. The float32 mean
+    reproduces the original per-crop loop bit for bit.
+    """
+    bounds = np.linspace(0, len(features), segments + 1).astype(int)
+    pooled = np.empty((features.shape[1], segments, features.shape[2]), np.float32)
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        pooled[:, i] = features[start:end].mean(0) if end > start else features[start]
+    return pooled
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+def read_annotation(path):
+    """UCF-Crime's Temporal_Anomaly_Annotation_for_Testing_Videos.txt -> {video: [(start, end), ...]}.
+
+    Rows are `name.mp4 Class s1 e1 s2 e2` (frames, inclusive, -1 for no span), separated by any
+    mix of spaces and tabs.
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: annotation not found (UCF-Crime's "
+                        "Temporal_Anomaly_Annotation_for_Testing_Videos.txt, from the dataset's page)")
+    spans = {}
+    for number, line in enumerate(open(path), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 6:
+                raise ValueError
+            s1, e1, s2, e2 = map(int, fields[2:])
+        except ValueError:
+            raise DataError(f'{path}, line {number}: expected `name.mp4 Class s1 e1 s2 e2`, got {line.strip()!r}')
+        spans[os.path.splitext(fields[0])[0]] = [(s, e) for s, e in ((s1, e1), (s2, e2)) if s >= 0]
+    return spans
+
+
+def frame_labels(n_frames, spans):
+    labels = np.zeros(n_frames)
+    for start, end in spans:
+        labels[start:end + 1] = 1.0  # inclusive end; slicing clips to the video
+    return labels
+
+
+def ground_truth(test_paths, lengths, annotation):
+    """Frame labels of the test videos in list order, 16 frames per snippet, concatenated."""
+    labels = []
+    for path, T in zip(test_paths, lengths):
+        name = video_name(path)
+        if name not in annotation and not is_normal(path):
+            raise DataError(f'the annotation has no row for the anomalous test video {name}')
+        labels.append(frame_labels(FRAMES_PER_SNIPPET * T, annotation.get(name, [])))
+    return np.concatenate(labels)
+
+
+# ---------------------------------------------------------------------------------------------- in memory
+def load_stacked(paths, feature_size, desc):
+    """Load .npy files that differ only in their first axis into one preallocated array.
+
+    Returns (array [sum of first axes, ...], first-axis lengths). Each file is copied straight
+    into its place, so nothing is held twice.
+    """
+    files = [open_features(p, feature_size) for p in paths]
+    for path, x in zip(paths, files):
+        if x.shape[1:] != files[0].shape[1:]:
+            raise DataError(f'{path}: shape {list(x.shape)} does not fit {paths[0]}\'s {list(files[0].shape)}')
+    lengths = np.array([len(x) for x in files])
+    stacked = np.empty((lengths.sum(),) + files[0].shape[1:], np.float32)
+    offset = 0
+    for path, x in zip(paths, tqdm(files, desc=f'loading {desc} features', leave=False)):
+        part = stacked[offset:offset + len(x)]
+        part[...] = x
+        check_finite(path, part)
+        offset += len(x)
+    return stacked, lengths
+
+
+class TestSet:
+    """All test videos in list order, as one [N, crops, F] tensor (on the device), and their frame labels."""
+
+    def __init__(self, list_path, gt_path, feature_size=2048, device='cpu'):
+        self.paths = read_list(list_path)
+        features, self.lengths = load_stacked(self.paths, feature_size, 'test')
+        self.features = torch.from_numpy(features).to(device)
+        self.gt = None
+        if gt_path is not None:
+            if not os.path.isfile(gt_path):
+                raise DataError(f'{gt_path}: ground truth not found (run preformer_feature.py --annotation ...)')
+            self.gt = np.load(gt_path)
+            frames = FRAMES_PER_SNIPPET * int(self.lengths.sum())
+            if self.gt.shape != (frames,):
+                raise DataError(f'{gt_path}: holds {self.gt.size} frame labels, but the {len(self.paths)} test '
+                                f'videos of {list_path} have {frames} frames (16 per snippet)')
+
+    def chunks(self, split_size):
+        """Cut every video into consecutive chunks of split_size snippets (the last one shorter).
+
+        Returns (chunk index of every snippet [N] on the device, number of chunks).
+        """
+        starts = np.concatenate([[0], np.cumsum(-(-self.lengths // split_size))[:-1]])
+        chunk = np.concatenate([start + np.arange(T) // split_size for start, T in zip(starts, self.lengths)])
+        return torch.from_numpy(chunk).to(self.features.device), int(chunk[-1]) + 1
+
+    def snippet_scores(self, model, split_size):
+        """The paper's test protocol: each chunk's score is the mean over crops of the model's score on it,
+        and every snippet of the chunk gets that score. Returns float64 numpy [N]."""
+        chunk, n_chunks = self.chunks(split_size)
+        was_training = model.training
+        model.eval()
+        scores = model.chunk_scores(self.features, chunk, n_chunks).mean(1)
+        model.train(was_training)
+        return scores[chunk].cpu().numpy()
+
+
+def load_train_pools(list_path, feature_size, segments):
+    """The pooled train videos as two sample pools, [videos * crops, segments, F] each.
+
+    Every crop of every video is one sample; each pool keeps the list order (video by video,
+    crop by crop), as the original did.
+    """
+    paths = read_list(list_path)
+    pools = []
+    for normal in (True, False):
+        group = [p for p in paths if is_normal(p) == normal]
+        if not group:
+            raise DataError(f'{list_path}: lists no {"normal" if normal else "anomalous"} videos; '
+                            'training needs both (a video is normal iff its file name starts with Normal)')
+        pooled, _ = load_stacked(group, feature_size, 'normal train' if normal else 'anomalous train')
+        if pooled.shape[1] != segments:
+            raise DataError(f'{group[0]}: pooled to {pooled.shape[1]} segments, but --T is {segments}')
+        pools.append(pooled)
+    return pools[0], pools[1]
