@@ -1,0 +1,111 @@
+"""Every user mistake ends in one line naming the culprit, a non-zero exit and no traceback."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import FEATURE_SIZE, run_script
+from model import VideoClassifier, save_checkpoint
+
+TEST_LIST = 'list/ucf-i3d-test.list'
+TRAIN_LIST = 'list/pre-ucf-i3d-train-32.list'
+CKPT = 'ckpt/SelfAttention-da64-r3-T32-seed1111.pth'
+F = ['--feature-size', FEATURE_SIZE]
+
+
+def first_test_video(root):
+    return open(root / TEST_LIST).readline().strip()
+
+
+def overwrite_first_test_video(array):
+    return lambda root: np.save(root / first_test_video(root), array)
+
+
+def write(path, text):
+    return lambda root: (root / path).write_text(text)
+
+
+def keep_train_videos(normal):
+    def edit(root):
+        lines = open(root / TRAIN_LIST).read().splitlines()
+        (root / TRAIN_LIST).write_text(''.join(l + '\n' for l in lines if ('Normal' in l) == normal))
+    return edit
+
+
+def truncate_first_test_video(root):
+    path = root / first_test_video(root)
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def with_nan(root):
+    x = np.load(root / first_test_video(root))
+    x[1, 0, 3] = np.nan
+    np.save(root / first_test_video(root), x)
+
+
+def drop_annotation_row(name):
+    def edit(root):
+        lines = open(root / 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt').read().splitlines()
+        (root / 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt').write_text(
+            ''.join(l + '\n' for l in lines if not l.startswith(name)))
+    return edit
+
+
+def first_anomalous_test_name(root):
+    return os.path.basename(first_test_video(root))[:-len('_i3d.npy')]
+
+
+CASES = {  # id: (breakage, script, flags, words the message must hold)
+    'no features folder': (lambda root: shutil.rmtree(root / 'features'), 'preformer_feature.py', F,
+                           ['features/UCF-Test', 'no such folder', 'synthetic.py']),
+    'empty features folder': (lambda root: [os.remove(p) for p in (root / 'features' / 'UCF-Test').iterdir()],
+                              'preformer_feature.py', F, ['features/UCF-Test', 'no *_i3d.npy']),
+    'no test list': (lambda root: os.remove(root / TEST_LIST), 'test.py', F, [TEST_LIST, 'preformer_feature.py']),
+    'list names a missing file': (lambda root: open(root / TEST_LIST, 'a').write('features/UCF-Test/Ghost_x264_i3d.npy\n'),
+                                  'test.py', F, [TEST_LIST, 'Ghost_x264_i3d.npy', 'does not exist']),
+    'truncated feature file': (truncate_first_test_video, 'test.py', F, ['_x264_i3d.npy', 'not a readable .npy']),
+    'not an npy file': (lambda root: (root / first_test_video(root)).write_text('<html>quota exceeded</html>'),
+                        'test.py', F, ['_i3d.npy', 'not a readable .npy']),
+    'no snippets': (overwrite_first_test_video(np.zeros((0, 2, FEATURE_SIZE), np.float32)), 'test.py', F,
+                    ['_i3d.npy', '[0, 2, 16]']),
+    'NaN features': (with_nan, 'test.py', F, ['_i3d.npy', 'NaN']),
+    'wrong feature size': (overwrite_first_test_video(np.ones((40, 2, 8), np.float32)), 'test.py', F,
+                           ['_i3d.npy', '[40, 2, 8]', '16']),
+    'no crop axis': (overwrite_first_test_video(np.ones((40, FEATURE_SIZE), np.float32)), 'test.py', F,
+                     ['_i3d.npy', '[40, 16]', 'crops']),
+    'gt of another length': (lambda root: np.save(root / 'list/gt-ucf.npy', np.zeros(160)), 'test.py', F,
+                             ['list/gt-ucf.npy', '160', '16 per snippet']),
+    'annotation row that does not parse': (write('Temporal_Anomaly_Annotation_for_Testing_Videos.txt',
+                                                 'Abuse028_x264.mp4  Abuse  165  240  -1  -1\nArrest001_x264.mp4 Arrest 1185\n'),
+                                           'preformer_feature.py', [*F, '--annotation', 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt'],
+                                           ['Temporal_Anomaly_Annotation_for_Testing_Videos.txt, line 2', 'Arrest001_x264.mp4 Arrest 1185']),
+    'anomalous test video without a row': (lambda root: drop_annotation_row(first_anomalous_test_name(root))(root),
+                                           'preformer_feature.py', [*F, '--annotation', 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt'],
+                                           ['no row', 'x264']),
+    'checkpoint of another setting': (None, 'test.py', [*F, '--ckpt', CKPT, '--da', 128, '--r', 7],
+                                      [CKPT, 'da=64, r=3', 'da=128, r=7']),
+    'missing checkpoint': (None, 'test.py', [*F, '--seed', 42], ['ckpt/SelfAttention-da64-r3-T32-seed42.pth', 'not found']),
+    'zero split size': (None, 'test.py', [*F, '--test-split-size', 0], ['--test-split-size', '0']),
+    'negative batch size': (None, 'train.py', [*F, '--batch-size', -4], ['--batch-size', '-4']),
+    'zero T': (None, 'preformer_feature.py', [*F, '--T', 0], ['--T', '0']),
+    'no normal train videos': (keep_train_videos(normal=False), 'train.py', F, [TRAIN_LIST, 'no normal videos']),
+    'no anomalous train videos': (keep_train_videos(normal=True), 'train.py', F, [TRAIN_LIST, 'no anomalous videos']),
+    'fewer samples than a batch': (None, 'train.py', [*F, '--batch-size', 16], [TRAIN_LIST, '16 normal', '--batch-size 16']),
+}
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_bad_input_gets_one_clear_line(workdir, case):
+    breakage, script, flags, words = CASES[case]
+    save_checkpoint(VideoClassifier(FEATURE_SIZE, 64, 3), str(workdir / CKPT))
+    if breakage:
+        breakage(workdir)
+    device = [] if script == 'preformer_feature.py' else ['--device', 'cpu']
+    result = run_script(script, *flags, *device, cwd=workdir, check=False)
+    message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ''
+    assert result.returncode == 1, result.stderr
+    assert 'Traceback' not in result.stderr
+    assert message.startswith(f'{script}: error: ')
+    for word in words:
+        assert word in message, f'{word!r} not in {message!r}'
