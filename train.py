@@ -4,7 +4,11 @@
 
 Step for step the authors' run: with the same seed, data and device it gives their sequence of AUCs.
 The best model so far is kept in ckpt/SelfAttention-da{da}-r{r}-T{T}-seed{seed}.pth, its history in
-the .csv beside it, and the state to --resume from in the .state.pt beside it.
+the .csv beside it (plotted in the .png), and the state to --resume from in the .state.pt beside it.
+
+That is the paper's selection: the best of thousands of evaluations on the test set itself. The
+selections that never look at test labels, --select last and --select val, name their files
+...-last and ...-val{fraction}; the test AUC is still evaluated and recorded, but it chooses nothing.
 """
 import argparse
 import csv
@@ -17,9 +21,11 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from cli import add_common_arguments, check_positive, pick_device, run
-from dataset import DataError, TestSet, load_train_pools, write_atomic
-from metrics import frame_auc
+from dataset import (DataError, TestSet, is_normal, load_stacked, load_train_pools, read_list, video_class,
+                     write_atomic)
+from metrics import frame_auc, video_auc
 from model import VideoClassifier, checkpoint_name, save_checkpoint
+from plots import plot_history
 
 HISTORY_HEADER = ['iteration', 'epoch', 'loss', 'auc']
 
@@ -85,10 +91,50 @@ def set_rng_state(state, device):
         torch.cuda.set_rng_state(state['cuda'], device)
 
 
-def write_history(path, rows):
+def add_select_arguments(parser):
+    """The model selection flags, which train.py and test.py share (they are part of the run's name)."""
+    parser.add_argument('--select', choices=['best', 'last', 'val'], default='best',
+                        help='which model to keep: best: the best test AUC (the paper\'s); last: the final one; '
+                             'val: the best video-level AUC on held-out train videos (default: best)')
+    parser.add_argument('--val-fraction', type=float, default=0.1,
+                        help='with --select val: the class-stratified share of train videos held out')
+
+
+def run_name(args):
+    """The run's file name: checkpoint_name, marked when the selection is not the paper's."""
+    suffix = {'best': '', 'last': '-last', 'val': f'-val{args.val_fraction:g}'}[args.select]
+    return checkpoint_name(args.da, args.r, args.T, args.seed) + suffix
+
+
+def hold_out(paths, fraction, seed):
+    """--select val's held-out train videos, in list order: a class-stratified share of them.
+
+    Within each class the videos are shuffled by a generator of their own (the global RNGs, and so
+    the run's draws, stay untouched); then of the classes laid end to end every 1/fraction-th video
+    is taken, so that each class gives its share to within one video.
+    """
+    rng = np.random.default_rng(seed)
+    ordered = [p for c in sorted({video_class(p) for p in paths})
+               for p in rng.permutation([p for p in paths if video_class(p) == c]).tolist()]
+    taken = np.diff(np.floor(fraction * np.arange(len(ordered) + 1))) > 0
+    chosen = {p for p, t in zip(ordered, taken) if t}
+    return [p for p in paths if p in chosen]
+
+
+@torch.no_grad()
+def validation_auc(model, features, crops, paths):
+    """Video-level AUC on held-out videos: a video's score is the mean over its crops of the eval-mode score."""
+    was_training = model.training
+    model.eval()
+    scores = [s.mean().item() for s in model(features).split(crops)]
+    model.train(was_training)
+    return video_auc(scores, paths)
+
+
+def write_csv(path, header, rows):
     def write(f):
         text = io.StringIO()
-        csv.writer(text, lineterminator='\n').writerows([HISTORY_HEADER] + rows)
+        csv.writer(text, lineterminator='\n').writerows([header] + rows)
         f.write(text.getvalue().encode())
     write_atomic(path, write)
 
@@ -96,9 +142,13 @@ def write_history(path, rows):
 def main(args):
     check_positive(args, 'batch_size', 'T', 'test_split_size', 'da', 'r', 'feature_size', 'max_epoch',
                    'eval_every', 'save_every')
+    if args.select == 'val' and not 0 < args.val_fraction < 1:
+        raise DataError(f'--val-fraction must lie between 0 and 1, got {args.val_fraction}')
     device = pick_device(args.device)
-    name = checkpoint_name(args.da, args.r, args.T, args.seed)
-    ckpt_path, history_path, state_path = (os.path.join(args.ckpt_dir, name + ext) for ext in ('.pth', '.csv', '.state.pt'))
+    name = run_name(args)
+    ckpt_path, history_path, state_path, plot_path = (os.path.join(args.ckpt_dir, name + ext)
+                                                      for ext in ('.pth', '.csv', '.state.pt', '.png'))
+    header = HISTORY_HEADER + ['val_auc'] * (args.select == 'val')
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -108,6 +158,19 @@ def main(args):
     optimizer, schedule = official_radam(model.parameters(), args.lr)
     criterion = nn.BCELoss()
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
+    held_out = []
+    if args.select == 'val':
+        held_out = hold_out(read_list(args.pre_rgb_list), args.val_fraction, args.seed)
+        n_normal = sum(map(is_normal, held_out))
+        print(f'--select val: {n_normal} normal and {len(held_out) - n_normal} anomalous train videos held out')
+        if n_normal in (0, len(held_out)):
+            raise DataError(f'--val-fraction {args.val_fraction} holds out no normal or no anomalous video; '
+                            'the validation AUC needs both')
+        val_features, val_crops = load_stacked(held_out, args.feature_size, 'held-out')
+        val_features, val_crops = torch.from_numpy(val_features).to(device), val_crops.tolist()
+
+    def validate():
+        return validation_auc(model, val_features, val_crops, held_out) if held_out else ''
 
     def evaluate():
         # The authors evaluated by iterating a torch DataLoader, and every such iteration draws one
@@ -122,30 +185,35 @@ def main(args):
         state = torch.load(state_path, map_location='cpu', weights_only=False)
         if state['args'] != run_identity(args):
             raise DataError(f'{state_path}: was saved by a run with {state["args"]}, not {run_identity(args)}')
-        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T)
+        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out)
         sampler = PairedSampler(len(normal), len(anomalous), args.batch_size)
         sampler.load_state_dict(state['sampler'])
         model.load_state_dict(state['model'])
         optimizer.load_state_dict(state['optimizer'])
         schedule.load_state_dict(state['schedule'])
         history, best_auc = state['history'], state['best_auc']
+        best_val = state.get('best_val', '')  # states saved before --select existed are --select best's
         set_rng_state(state['rng'], device)
         print(f'resuming {name} after iteration {len(history) - 1}')
     else:
         first_auc = evaluate()
         history, best_auc = [[0, '', '', float(first_auc)]], first_auc
         print(f'{name}: AUC before training {first_auc:.6f}')
-        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T)
+        best_val = validate()
+        if held_out:  # the untrained model is kept until a trained one validates better
+            history[0].append(best_val)
+            save_checkpoint(model, ckpt_path)
+        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out)
         if min(len(normal), len(anomalous)) <= args.batch_size:
             raise DataError(f'{args.pre_rgb_list}: {len(normal)} normal and {len(anomalous)} anomalous samples '
                             f'(videos x crops); each pool needs more than --batch-size {args.batch_size}')
         sampler = PairedSampler(len(normal), len(anomalous), args.batch_size)
-    write_history(history_path, history)
+    write_csv(history_path, header, history)
 
     def save_state():
         state = {'args': run_identity(args), 'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                  'schedule': schedule.state_dict(), 'sampler': sampler.state_dict(), 'history': history,
-                 'best_auc': best_auc, 'rng': rng_state(device)}
+                 'best_auc': best_auc, 'best_val': best_val, 'rng': rng_state(device)}
         write_atomic(state_path, lambda f: torch.save(state, f))
 
     labels = torch.cat([torch.zeros(args.batch_size), torch.ones(args.batch_size)]).to(device)
@@ -171,22 +239,51 @@ def main(args):
             iteration += 1
 
             auc = float(evaluate()) if iteration % args.eval_every == 0 else ''
+            val = validate() if auc != '' else ''
             if auc != '' and auc > best_auc:  # strictly better than the best so far, the first AUC included
                 best_auc = auc
+                if args.select == 'best':
+                    save_checkpoint(model, ckpt_path)
+            if val != '' and val > best_val:
+                best_val = val
                 save_checkpoint(model, ckpt_path)
-            history.append([iteration, sampler.epoch, loss.item(), auc])
+            history.append([iteration, sampler.epoch, loss.item(), auc] + [val] * bool(held_out))
             writer.writerow(history[-1])
             if iteration % args.save_every == 0:
                 save_state()
             progress.update()
             progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
-                           f'auc {auc if auc == "" else f"{auc:.6f}"} max_auc {best_auc:.6f}')
+                           f'auc {auc if auc == "" else f"{auc:.6f}"} max_auc {best_auc:.6f}'
+                           + (f' val_auc {val:.6f}' if val != '' else ''))
     progress.close()
     save_state()
-    if not os.path.isfile(ckpt_path):
+    if args.select == 'last':
+        save_checkpoint(model, ckpt_path)
+    plot_history(header, history, plot_path, name)
+    report(args, history, test_set, model, ckpt_path, len(held_out))
+    print(f'history in {history_path}, plotted in {plot_path}')
+
+
+def report(args, history, test_set, model, ckpt_path, n_held_out):
+    """The end-of-run summary: the paper's best test AUC, the last one, and what --select kept."""
+    evaluated = [row for row in history if row[3] != '']
+    best = max(evaluated, key=lambda row: row[3])  # the first of equals, as the strict improvement kept
+    last_auc = history[-1][3]
+    if last_auc == '':  # not evaluated at the last iteration: score the final model (no RNG draw)
+        last_auc = float(frame_auc(test_set.snippet_scores(model, args.test_split_size), test_set.gt))
+    print(f'best test AUC {best[3]:.6f} at iteration {best[0]}: the paper\'s selection, the best of '
+          f'{len(evaluated)} evaluations on the test set itself')
+    print(f'test AUC at the last iteration ({history[-1][0]}): {last_auc:.6f}')
+    if args.select == 'best' and not os.path.isfile(ckpt_path):
         print(f'no iteration beat the AUC before training ({history[0][3]:.6f}): no checkpoint written')
+    elif args.select == 'best':
+        print(f'kept the best test AUC (iteration {best[0]}) in {ckpt_path}')
+    elif args.select == 'last':
+        print(f'kept the last model (iteration {history[-1][0]}, test AUC {last_auc:.6f}) in {ckpt_path}')
     else:
-        print(f'best AUC {best_auc:.6f} (kept in {ckpt_path}); history in {history_path}')
+        kept = max((row for row in evaluated if row[4] != ''), key=lambda row: row[4])
+        print(f'kept the best validation AUC {kept[4]:.6f} on {n_held_out} held-out train videos (iteration '
+              f'{kept[0]}, test AUC {kept[3]:.6f}) in {ckpt_path}')
 
 
 def run_identity(args):
@@ -209,5 +306,6 @@ if __name__ == '__main__':
                         help='evaluate the test AUC every N iterations (1: the paper, after each)')
     parser.add_argument('--save-every', type=int, default=50, help='save the state to --resume from every N iterations')
     parser.add_argument('--resume', action='store_true', help='continue the interrupted run with these settings')
+    add_select_arguments(parser)
     args = parser.parse_args()
     run(main, args, 'train.py')

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny UCF-Crime-shaped set made by synthetic.py and prepared by preformer_feature.py."""
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -38,3 +39,31 @@ def workdir(prepared_set, tmp_path):
     """A private copy of the prepared set, for a test that writes checkpoints or breaks files."""
     shutil.copytree(prepared_set, tmp_path, dirs_exist_ok=True)
     return tmp_path
+
+
+@pytest.fixture(scope='session')
+def scored_test_run(prepared_set, tmp_path_factory):
+    """test.py --plot on a random (untrained) da=8, r=2 model saved as model.pth in a copy of the prepared set.
+
+    Returns (folder, test.py's CompletedProcess); the JSON and figures are in folder/results.
+    """
+    import torch
+    from model import VideoClassifier, save_checkpoint
+    root = tmp_path_factory.mktemp('scored')
+    shutil.copytree(prepared_set, root, dirs_exist_ok=True)
+    torch.manual_seed(0)
+    save_checkpoint(VideoClassifier(FEATURE_SIZE, 8, 2), str(root / 'model.pth'))
+    result = run_script('test.py', '--feature-size', FEATURE_SIZE, '--da', 8, '--r', 2, '--ckpt', 'model.pth',
+                        '--plot', cwd=root)
+    return root, result
+
+
+def assert_png(path):
+    """A PNG file by its signature and header, of a sensible size, that decodes to more than one colour."""
+    from matplotlib.image import imread
+    data = open(path, 'rb').read()
+    assert data[:8] == b'\x89PNG\r\n\x1a\n' and data[12:16] == b'IHDR', path
+    width, height = struct.unpack('>II', data[16:24])
+    assert 200 <= width <= 3000 and 200 <= height <= 3000, (path, width, height)
+    pixels = imread(path)
+    assert pixels.shape[:2] == (height, width) and pixels.std() > 0.01, path
