@@ -26,7 +26,7 @@ def prepared_set(tmp_path_factory):
     """A tiny raw set (8 + 8 train, 3 + 3 test videos, 2 crops, F=16) with its lists, pooled features and gt."""
     import synthetic
     root = tmp_path_factory.mktemp('tiny')
-    synthetic.generate(str(root), seed=3, crops=CROPS, feature_size=FEATURE_SIZE, progress=False,
+    synthetic.generate(str(root), seed=3, snr=4, crops=CROPS, feature_size=FEATURE_SIZE, progress=False,
                        n_train_abnormal=8, n_train_normal=8, n_test_abnormal=3, n_test_normal=3,
                        train_snippets=8 * 60, test_snippets=6 * 50)
     run_script('preformer_feature.py', '--feature-size', FEATURE_SIZE,

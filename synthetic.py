@@ -1,0 +1,256 @@
+"""Synthetic UCF-Crime: features in the exact form of the real 10-crop I3D features, for trying and testing.
+
+    python synthetic.py --out .        # a small set: a few seconds, about 650 MB
+    python synthetic.py --full --out bench_data   # the real set's size and counts: about 70 GB
+
+writes, named and laid out as UCF-Crime's (RTFM's feature download plus the dataset's annotation file):
+
+    features/UCF-Train/<video>_i3d.npy     float32 [T, crops, F], one row per 16-frame snippet
+    features/UCF-Test/<video>_i3d.npy
+    Temporal_Anomaly_Annotation_for_Testing_Videos.txt
+
+so that preformer_feature.py, train.py and test.py run on it unchanged. The features are a model of
+I3D features, not I3D features: non-negative (post-ReLU), a scene per video, snippets correlated in
+time, anomalies as class-specific shifts of varying strength inside the anomalous spans, look-alike
+events in normal videos, and crops that are near-copies of each other. Models rank on it roughly as
+on real features, but an AUC measured on it says nothing about real UCF-Crime.
+"""
+import argparse
+import os
+import time
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from dataset import FRAMES_PER_SNIPPET, save_npy, write_atomic
+
+# UCF-Crime's anomaly classes with their real (train, test) video counts
+CLASSES = {'Abuse': (48, 2), 'Arrest': (45, 5), 'Arson': (41, 9), 'Assault': (47, 3), 'Burglary': (87, 13),
+           'Explosion': (29, 21), 'Fighting': (45, 5), 'RoadAccidents': (127, 23), 'Robbery': (145, 5),
+           'Shooting': (27, 23), 'Shoplifting': (29, 21), 'Stealing': (95, 5), 'Vandalism': (45, 5)}
+# the real set: 810 + 800 train and 140 + 150 test videos, 69,634 test snippets (train: about 493 per video)
+FULL = dict(n_train_abnormal=810, n_train_normal=800, n_test_abnormal=140, n_test_normal=150,
+            train_snippets=794_000, test_snippets=69_634)
+SMALL = dict(n_train_abnormal=81, n_train_normal=80, n_test_abnormal=14, n_test_normal=15,
+             train_snippets=5_000, test_snippets=2_900)
+ANNOTATION = 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt'
+
+
+class Video(NamedTuple):
+    split: str    # 'Train' or 'Test'
+    name: str     # Abuse028_x264, Normal_Videos001_x264 (train), Normal_Videos_003_x264 (test)
+    cls: str      # an anomaly class or 'Normal'
+    length: int   # snippets
+    spans: list   # anomalous frame spans [(start, end)], inclusive; look-alike spans in a normal video
+    index: int    # the video's position in the plan, which seeds its features
+
+
+class World(NamedTuple):
+    """What all videos share: the mean features and the directions events shift them along."""
+    mean: np.ndarray           # [F] pre-ReLU mean of every feature
+    basis: np.ndarray          # [K, F] the few directions that scenes and their motion vary along
+    directions: dict           # class (or 'Normal' for look-alike events) -> unit shift direction [F]
+    strength: dict             # class -> typical shift size
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+def apportion(total, weights):
+    """Split the integer total in proportion to weights (largest remainders), exactly."""
+    quota = total * np.asarray(weights, float) / np.sum(weights)
+    counts = np.floor(quota).astype(int)
+    counts[np.argsort(counts - quota, kind='stable')[:total - counts.sum()]] += 1
+    return counts
+
+
+def draw_lengths(rng, n, total, sigma=1.0, shortest=2):
+    """n lognormal video lengths summing exactly to total: real lengths run from a handful to thousands."""
+    if total < shortest * n:
+        raise ValueError(f'{total} snippets are too few for {n} videos of at least {shortest}')
+    return shortest + apportion(total - shortest * n, rng.lognormal(0.0, sigma, n))
+
+
+def draw_spans(rng, n_frames, coverage, n_spans):
+    """n_spans disjoint frame spans (inclusive, at least a frame apart) covering about coverage of the video."""
+    total = int(np.clip(round(coverage * n_frames), FRAMES_PER_SNIPPET * n_spans, n_frames - n_spans + 1))
+    least = total // (2 * n_spans)  # no span shorter than half an even share
+    lengths = least + apportion(total - least * n_spans, rng.random(n_spans))
+    cuts = np.sort(rng.integers(0, n_frames - total - (n_spans - 1) + 1, n_spans))
+    starts = cuts + np.concatenate([[0], np.cumsum(lengths)[:-1]]) + np.arange(n_spans)
+    return [(int(s), int(s + n - 1)) for s, n in zip(starts, lengths)]
+
+
+def video_names(rng, prefix, n_train, n_test):
+    """Train and test names drawn from one numbering, so the two never share a video."""
+    if n_train + n_test > 999:
+        raise ValueError(f'{prefix}: at most 999 videos have a 3-digit number')
+    numbers = rng.permutation(np.arange(1, n_train + n_test + 1))
+    test_prefix = 'Normal_Videos_' if prefix == 'Normal_Videos' else prefix  # the test normals' extra '_'
+    return ([f'{prefix}{i:03d}_x264' for i in sorted(numbers[n_test:])],
+            [f'{test_prefix}{i:03d}_x264' for i in sorted(numbers[:n_test])])
+
+
+def plan_videos(rng, n_train_abnormal, n_train_normal, n_test_abnormal, n_test_normal,
+                train_snippets, test_snippets, anomalous_share, two_span_share=0.15, lookalike_share=0.5):
+    """Every video's split, name, class, length and spans, in UCF-Crime's list order (anomalous first)."""
+    names = {'Train': [], 'Test': []}
+    train_counts = apportion(n_train_abnormal, [c[0] for c in CLASSES.values()])
+    test_counts = apportion(n_test_abnormal, [c[1] for c in CLASSES.values()])
+    for cls, n_train, n_test in zip(list(CLASSES) + ['Normal'], [*train_counts, n_train_normal],
+                                    [*test_counts, n_test_normal]):
+        train, test = video_names(rng, 'Normal_Videos' if cls == 'Normal' else cls, n_train, n_test)
+        names['Train'] += [(name, cls) for name in train]
+        names['Test'] += [(name, cls) for name in test]
+    videos = []
+    for split, total in (('Train', train_snippets), ('Test', test_snippets)):
+        names[split].sort(key=lambda nc: (nc[1] == 'Normal', nc[0]))
+        lengths = draw_lengths(rng, len(names[split]), total)
+        normal = np.array([cls == 'Normal' for _, cls in names[split]])
+        # how much of an anomalous video its spans cover varies widely; test spans are scaled so that
+        # anomalous_share of the test frames are anomalous (train videos cover the same share on average)
+        coverage = rng.beta(1.0, 2.0, len(lengths))
+        scale = anomalous_share * total / max(np.sum(coverage * lengths * ~normal), 1e-9)
+        coverage = np.minimum(coverage * scale, 0.9)
+        for (name, cls), T, c in zip(names[split], lengths, coverage):
+            # test anomalies: one or two annotated spans; train anomalies: one span, never written down;
+            # normal videos: sometimes an event that partly looks like an anomaly
+            if cls == 'Normal':
+                n_spans = int(rng.random() < lookalike_share)
+            else:
+                n_spans = 1 + int(split == 'Test' and rng.random() < two_span_share)
+            spans = draw_spans(rng, FRAMES_PER_SNIPPET * T, c, n_spans) if n_spans else []
+            videos.append(Video(split, name, cls, int(T), spans, len(videos)))
+    return videos
+
+
+# ---------------------------------------------------------------------------------------------- features
+def sparse_direction(rng, feature_size):
+    """A non-negative direction on a random eighth of the features, unit length."""
+    d = np.zeros(feature_size)
+    support = rng.choice(feature_size, max(1, feature_size // 8), replace=False)
+    d[support] = rng.uniform(0.5, 1.5, len(support))
+    return d / np.linalg.norm(d)
+
+
+def make_world(rng, feature_size, snr, rank=32):
+    """The feature means, the nuisance basis, and each class's shift direction and strength."""
+    common = sparse_direction(rng, feature_size)  # what all anomalies (and the look-alikes) share
+    directions, strength = {}, {}
+    for cls in list(CLASSES) + ['Normal']:
+        if cls == 'Normal':  # the look-alike events resemble the anomalies only in part
+            d = 0.5 * common + sparse_direction(rng, feature_size)
+        else:  # the anomaly classes share most of their direction
+            d = common + 0.75 * sparse_direction(rng, feature_size)
+        directions[cls] = d / np.linalg.norm(d)
+        # at snr 1 an event moves the features it affects by about one noise std; some classes are subtler
+        strength[cls] = snr * np.sqrt(feature_size / 8) * rng.uniform(0.6, 1.4)
+    return World(mean=rng.normal(-0.3, 0.3, feature_size),
+                 basis=rng.normal(0, 1 / np.sqrt(rank), (rank, feature_size)),
+                 directions=directions, strength=strength)
+
+
+def snippet_coverage(spans, T):
+    """The share of each snippet's 16 frames that lie inside the spans, [T]."""
+    inside = np.zeros(FRAMES_PER_SNIPPET * T)
+    for start, end in spans:
+        inside[start:end + 1] = 1
+    return inside.reshape(T, FRAMES_PER_SNIPPET).mean(1)
+
+
+def ar1(rng, T, size, rho):
+    """Stationary AR(1) noise of unit variance along time, [T, size]: neighbouring snippets look alike."""
+    z = rng.standard_normal((T, size))
+    for t in range(1, T):
+        z[t] = rho * z[t - 1] + np.sqrt(1 - rho ** 2) * z[t]
+    return z
+
+
+def video_features(rng, world, video, crops, scene=0.6, drift=0.5, jitter=0.2, crop_noise=0.15, rho=0.9):
+    """float32 [T, crops, F]: ReLU(mean + scene + drift in time + events + small per-crop noise)."""
+    T, feature_size = video.length, len(world.mean)
+    # I3D features are strongly correlated: the scene and its drift in time live mostly in a few directions
+    latent = scene * rng.standard_normal(len(world.basis)) + drift * ar1(rng, T, len(world.basis), rho)
+    shared = world.mean + latent @ world.basis + jitter * rng.standard_normal((T, feature_size))
+    if video.spans:  # the event's size varies from video to video
+        size = world.strength[video.cls] * rng.lognormal(0.0, 0.4)
+        shared += size * np.outer(snippet_coverage(video.spans, T), world.directions[video.cls])
+    # ten crops of one clip: the same signal, a small offset of their own, a little noise (uniform: cheap)
+    x = rng.random((T, crops, feature_size), dtype=np.float32)
+    x -= 0.5
+    x *= crop_noise * np.sqrt(12)
+    x += (shared[:, None, :] + 0.1 * rng.standard_normal((crops, feature_size))).astype(np.float32)
+    return np.maximum(x, 0, out=x)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def annotation_row(video):
+    spans = [x for span in video.spans for x in span] if video.cls != 'Normal' else []
+    fields = spans + [-1] * (4 - len(spans))
+    return '  '.join([video.name + '.mp4', video.cls] + [str(x) for x in fields])
+
+
+def generate(out_dir, seed=0, crops=10, feature_size=2048, snr=1.0, anomalous_share=0.076,
+             annotation=None, overwrite=False, progress=True, **sizes):
+    """Write a synthetic set under out_dir and return its summary; sizes are SMALL's keys (default SMALL)."""
+    sizes = {**SMALL, **sizes}
+    rng = np.random.default_rng(seed)
+    videos = plan_videos(rng, anomalous_share=anomalous_share, **sizes)
+    world = make_world(rng, feature_size, snr)
+    folders = {split: os.path.join(out_dir, 'features', f'UCF-{split}') for split in ('Train', 'Test')}
+    for folder in folders.values():
+        os.makedirs(folder, exist_ok=True)
+        old = [f for f in os.listdir(folder) if f.endswith('_i3d.npy')]
+        if old and not overwrite:
+            raise FileExistsError(f'{folder} already holds {len(old)} feature files; pass --overwrite to replace them')
+        for f in old:
+            os.remove(os.path.join(folder, f))
+
+    for video in tqdm(videos, desc='writing synthetic videos', disable=not progress, leave=False):
+        x = video_features(np.random.default_rng([seed, video.index]), world, video, crops)
+        save_npy(os.path.join(folders[video.split], video.name + '_i3d.npy'), x)
+    test = [v for v in videos if v.split == 'Test']
+    annotation = annotation or os.path.join(out_dir, ANNOTATION)
+    write_atomic(annotation, lambda f: f.write(''.join(annotation_row(v) + '\n' for v in test).encode()))
+
+    frames = FRAMES_PER_SNIPPET * sum(v.length for v in test)
+    anomalous = sum(e - s + 1 for v in test if v.cls != 'Normal' for s, e in v.spans)
+    return dict(train_videos=len(videos) - len(test), test_videos=len(test),
+                train_snippets=sizes['train_snippets'], test_snippets=sizes['test_snippets'],
+                test_frames=frames, anomalous_share=anomalous / frames,
+                megabytes=4 * crops * feature_size * sum(v.length for v in videos) / 1e6, annotation=annotation)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='.', help='root folder: features/UCF-Train, features/UCF-Test, annotation')
+    parser.add_argument('--seed', type=int, default=0, help='the same seed and flags give byte-identical files')
+    parser.add_argument('--full', action='store_true', help="the real set's size and counts (about 70 GB)")
+    for key, value in SMALL.items():
+        parser.add_argument('--' + key.replace('_', '-'), type=int, metavar='N',
+                            help=f'default {value}, with --full {FULL[key]}' +
+                                 (' (in all, over all videos of the split)' if 'snippets' in key else ''))
+    parser.add_argument('--crops', type=int, default=10, help='crops per snippet')
+    parser.add_argument('--feature-size', type=int, default=2048, help='features per crop (I3D: 2048)')
+    parser.add_argument('--snr', type=float, default=1.0,
+                        help='difficulty: how far anomalies move the features they affect, in noise standard '
+                             'deviations (higher is easier; 1: a trained model scores about 0.85-0.95 AUC)')
+    parser.add_argument('--anomalous-share', type=float, default=0.076,
+                        help='the share of test frames inside anomalous spans (real: 7.6%%)')
+    parser.add_argument('--annotation', help=f'where the test annotation goes (default: OUT/{ANNOTATION})')
+    parser.add_argument('--overwrite', action='store_true', help='replace the feature files already in OUT')
+    args = parser.parse_args()
+    sizes = {k: getattr(args, k) for k in SMALL if getattr(args, k) is not None}
+    start = time.time()
+    try:
+        s = generate(args.out, seed=args.seed, crops=args.crops, feature_size=args.feature_size, snr=args.snr,
+                     anomalous_share=args.anomalous_share, annotation=args.annotation, overwrite=args.overwrite,
+                     **{**(FULL if args.full else SMALL), **sizes})
+    except (ValueError, FileExistsError) as e:
+        parser.error(str(e))
+    print(f"synthetic UCF-Crime in {args.out}: {s['train_videos']} train + {s['test_videos']} test videos, "
+          f"{s['train_snippets']:,} + {s['test_snippets']:,} snippets, {s['test_frames']:,} test frames "
+          f"({s['anomalous_share']:.1%} anomalous), {s['megabytes']:,.0f} MB in {time.time() - start:.1f} s")
+
+
+if __name__ == '__main__':
+    main()
