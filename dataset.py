@@ -5,6 +5,7 @@ A feature file `<video>_i3d.npy` is float32 [T, crops, F]: one row per 16-frame 
 import glob
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -163,8 +164,9 @@ def load_stacked(paths, feature_size, desc):
     """Load .npy files that differ only in their first axis into one preallocated array.
 
     Returns (array [sum of first axes, ...], first-axis lengths). Each file is read straight into
-    its place, so nothing is held twice: read() rather than a copy from the memory map, which is
-    faster and leaves no page of the file mapped into the process.
+    its place, so nothing is held twice: read() rather than a copy from the memory map, which
+    leaves no page of the file mapped into the process. Eight files are read at a time, which keeps
+    the disk busy while new memory is touched: the set loads at the speed of a plain read of its files.
     """
     files = [open_features(p, feature_size) for p in paths]
     for path, x in zip(paths, files):
@@ -172,17 +174,20 @@ def load_stacked(paths, feature_size, desc):
             raise DataError(f'{path}: shape {list(x.shape)} does not fit {paths[0]}\'s {list(files[0].shape)}')
     lengths = np.array([len(x) for x in files])
     stacked = np.empty((lengths.sum(),) + files[0].shape[1:], np.float32)
-    offset = 0
-    for path, x in zip(paths, tqdm(files, desc=f'loading {desc} features', leave=False)):
-        part = stacked[offset:offset + len(x)]
-        if x.flags.c_contiguous:
-            with open(path, 'rb') as f:
-                f.seek(x.offset)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+    def read(i):
+        part = stacked[starts[i]:starts[i] + lengths[i]]
+        if files[i].flags.c_contiguous:
+            with open(paths[i], 'rb') as f:
+                f.seek(files[i].offset)
                 f.readinto(part)  # all of it: np.load checked that the file holds the whole array
         else:  # a file in Fortran order
-            part[...] = x
-        check_finite(path, part)
-        offset += len(x)
+            part[...] = files[i]
+        check_finite(paths[i], part)
+
+    with ThreadPoolExecutor(8) as pool:  # reads and numpy release the GIL; errors come in list order
+        list(tqdm(pool.map(read, range(len(paths))), total=len(paths), desc=f'loading {desc} features', leave=False))
     return stacked, lengths
 
 

@@ -1,0 +1,101 @@
+"""The fast evaluation (one matmul over the stacked test set) against the authors' plain per-video loop."""
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import dataset  # as a module: pytest would take a TestSet in this namespace for a test class
+from dataset import FRAMES_PER_SNIPPET, load_stacked
+from metrics import frame_auc
+from model import VideoClassifier
+
+F, CROPS = 24, 4
+# uneven lengths: a single snippet, a few, exact multiples of 7, 16 and 32, and others
+LENGTHS = [1, 5, 16, 32, 37, 7, 14, 100, 31, 33, 2, 64]
+
+
+def plain_scores(model, videos, split_size):
+    """The authors' loop: per video, per chunk of split_size snippets, model() on the crops, mean over crops."""
+    scores = []
+    with torch.no_grad():
+        for x in videos:
+            for chunk in torch.split(torch.from_numpy(x).permute(1, 0, 2), split_size, dim=1):
+                scores.append(model(chunk).mean(0).repeat(chunk.shape[1]))
+    return torch.cat(scores).double().numpy()
+
+
+@pytest.fixture(scope='module')
+def test_files(tmp_path_factory):
+    """Random non-negative videos written as feature files (one in Fortran order), their list and frame labels."""
+    root = tmp_path_factory.mktemp('fast_eval')
+    rng = np.random.default_rng(0)
+    videos, paths, gt = [], [], []
+    for i, T in enumerate(LENGTHS):
+        x = rng.gamma(0.5, 1.0, (T, CROPS, F)).astype(np.float32)  # I3D-like: non-negative, skewed
+        path = root / f'{"Normal_Videos_" if i % 3 == 0 else "Abuse"}{i:03d}_x264_i3d.npy'
+        np.save(path, np.asfortranarray(x) if i == 4 else x)
+        videos.append(x)
+        paths.append(str(path))
+        labels = np.zeros(FRAMES_PER_SNIPPET * T)
+        if i % 3:  # an anomalous span that starts and ends inside snippets
+            start = rng.integers(0, len(labels))
+            labels[start:start + rng.integers(1, 40)] = 1
+        gt.append(labels)
+    (root / 'test.list').write_text(''.join(p + '\n' for p in paths))
+    np.save(root / 'gt.npy', np.concatenate(gt))
+    return root, videos
+
+
+def make_model(sharp):
+    """A random model; sharp: attention logits in the thousands, far beyond exp's range without the max shift."""
+    torch.manual_seed(1)
+    model = VideoClassifier(F, da=8, r=3).eval()
+    if sharp:
+        with torch.no_grad():
+            model.self_anttention[2].weight.mul_(3000)
+    return model
+
+
+def test_load_stacked_reads_every_file_in_place(test_files):
+    root, videos = test_files
+    stacked, lengths = load_stacked((root / 'test.list').read_text().split(), F, 'test')
+    np.testing.assert_array_equal(lengths, LENGTHS)
+    np.testing.assert_array_equal(stacked, np.concatenate(videos))
+
+
+@pytest.mark.parametrize('sharp', [False, True], ids=['random', 'sharp'])
+@pytest.mark.parametrize('split_size', [1, 7, 16, 32, 200])
+def test_fast_scores_and_auc_equal_the_plain_loop(test_files, sharp, split_size):
+    root, videos = test_files
+    test_set = dataset.TestSet(str(root / 'test.list'), str(root / 'gt.npy'), F)
+    model = make_model(sharp).train()  # snippet_scores evaluates in eval mode and restores the mode
+    fast = test_set.snippet_scores(model, split_size)
+    assert model.training
+    expected = plain_scores(model.eval(), videos, split_size)
+    np.testing.assert_allclose(fast, expected, rtol=2e-6, atol=0)
+
+    # the same ranking wherever the plain loop's scores differ by more than float32 noise
+    a, b = np.triu_indices(len(expected), 1)
+    apart = np.abs(expected[a] - expected[b]) > 1e-5 * np.abs(expected).max()
+    assert apart.any()
+    np.testing.assert_array_equal(np.sign(fast[a] - fast[b])[apart], np.sign(expected[a] - expected[b])[apart])
+
+    plain_auc = roc_auc_score(test_set.gt, np.repeat(expected, FRAMES_PER_SNIPPET))
+    assert abs(frame_auc(fast, test_set.gt) - plain_auc) < 1e-6
+
+
+def test_chunk_scores_do_not_depend_on_the_block_size(test_files):
+    root, _ = test_files
+    test_set = dataset.TestSet(str(root / 'test.list'), None, F)
+    chunk, n_chunks = test_set.chunks(16)
+    model = make_model(sharp=True)
+    whole = model.chunk_scores(test_set.features, chunk, n_chunks)
+    blocks = model.chunk_scores(test_set.features, chunk, n_chunks, block=5)
+    torch.testing.assert_close(blocks, whole, rtol=1e-6, atol=0)
+
+
+def test_frame_auc_equals_sklearn_on_frames_with_ties():
+    rng = np.random.default_rng(2)
+    scores = rng.integers(0, 6, 500) / 5  # few distinct values: many ties, within and across labels
+    gt = (rng.random(500 * FRAMES_PER_SNIPPET) < 0.3).astype(float)
+    assert frame_auc(scores, gt) == pytest.approx(roc_auc_score(gt, np.repeat(scores, FRAMES_PER_SNIPPET)), abs=1e-12)
