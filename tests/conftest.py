@@ -8,6 +8,8 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, '..', 'shared')  # the real reference material, beside the checkout (never in it)
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason='needs ../shared beside the checkout')
 FEATURE_SIZE = 16   # tiny stand-in for I3D's 2048
 CROPS = 2
 

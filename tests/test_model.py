@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import SHARED, needs_shared
 from dataset import DataError
 from model import VideoClassifier, load_checkpoint, save_checkpoint
 from train import official_radam
 
-RELEASED = os.path.join(REPO, '..', 'shared', 'reference', 'ckpt')
+RELEASED = os.path.join(SHARED, 'reference', 'ckpt')
 
 
 def formula(state, x):
@@ -26,6 +26,7 @@ def formula(state, x):
     return 1 / (1 + np.exp(-z[:, 0]))
 
 
+@needs_shared
 @pytest.mark.parametrize('name,da,r', [('SelfAttention-da64-r3-T32-seed9111.pth', 64, 3),
                                        ('SelfAttention-da128-r7-T32-seed9111.pth', 128, 7)])
 def test_released_checkpoints_give_the_formula(name, da, r):

@@ -13,11 +13,11 @@ import torch
 
 import metrics
 import model
-from conftest import FEATURE_SIZE, REPO, run_script
+from conftest import FEATURE_SIZE, REPO, SHARED, needs_shared, run_script
 
 TINY = ['--feature-size', FEATURE_SIZE, '--batch-size', 4, '--device', 'cpu']
 NAME = 'SelfAttention-da64-r3-T32-seed1111'
-TRAJECTORY = os.path.join(REPO, '..', 'shared', 'reference', 'trajectory')
+TRAJECTORY = os.path.join(SHARED, 'reference', 'trajectory')
 
 
 def history(root, ckpt_dir='ckpt'):
@@ -55,7 +55,7 @@ def test_checkpoint_only_on_strict_improvement(workdir, monkeypatch):
     assert saved_after == expected and expected
 
 
-@pytest.mark.skipif(not os.path.isdir(TRAJECTORY), reason='needs ../shared/reference/trajectory')
+@needs_shared
 def test_the_authors_trajectory(tmp_path):
     """The authors' own train.py printed these AUCs on this check set; ours must give them too."""
     subprocess.run([sys.executable, os.path.join(TRAJECTORY, 'make_check_set.py'), str(tmp_path),
