@@ -54,7 +54,7 @@ class VideoClassifier(nn.Module):
         values = torch.empty_like(logits)
         buffer = x.new_empty(min(block, len(x)) * x.shape[1], da + r)  # one for all blocks: no new memory each
         for start in range(0, len(x), block):
-            # x W1^T + b1 | x u in one matmul, the bias added by it; tanh in place: no pass over x but this one
+            # [x W1^T + b1 | x u] by one matmul, the only read of x (the bias added by it); tanh in place
             rows = x[start:start + block].flatten(0, 1)
             y = torch.addmm(bias, rows, projection, out=buffer[:len(rows)]).unflatten(0, (-1, x.shape[1]))
             logits[start:start + block] = w2(y[..., :da].tanh_())
