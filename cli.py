@@ -1,9 +1,10 @@
-"""Command-line plumbing shared by the scripts: common flags, the device, one-line errors."""
+"""Command-line plumbing shared by the scripts: common flags, the run's name, the device, one-line errors."""
 import sys
 
 import torch
 
 from dataset import DataError
+from model import checkpoint_name
 
 
 def add_common_arguments(parser):
@@ -18,6 +19,21 @@ def add_common_arguments(parser):
     parser.add_argument('--ckpt-dir', default='ckpt')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
                         help='auto: CUDA when present')
+
+
+def add_select_arguments(parser):
+    """The model selection flags, which train.py and test.py share (they are part of the run's name)."""
+    parser.add_argument('--select', choices=['best', 'last', 'val'], default='best',
+                        help='which model to keep: best: the best test AUC (the paper\'s); last: the final one; '
+                             'val: the best video-level AUC on held-out train videos (default: best)')
+    parser.add_argument('--val-fraction', type=float, default=0.1,
+                        help='with --select val: the class-stratified share of train videos held out')
+
+
+def run_name(args):
+    """The run's file name: checkpoint_name, marked when the selection is not the paper's."""
+    suffix = {'best': '', 'last': '-last', 'val': f'-val{args.val_fraction:g}'}[args.select]
+    return checkpoint_name(args.da, args.r, args.T, args.seed) + suffix
 
 
 def check_positive(args, *names):

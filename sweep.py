@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from cli import add_common_arguments, run
+from cli import add_common_arguments, add_select_arguments, run, run_name
 from dataset import DataError, write_atomic
 from model import VideoClassifier
-from train import add_select_arguments, run_name, write_csv
+from train import write_csv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRICS = ['auc', 'ap', 'auc_abnormal', 'far_normal', 'video_auc', 'best_test_auc']

@@ -11,12 +11,10 @@ import argparse
 import json
 import os
 
-from cli import add_common_arguments, check_positive, pick_device, run
+from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name
 from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, is_normal, video_name, write_atomic
 from metrics import all_metrics
 from model import VideoClassifier, load_checkpoint
-from plots import plot_roc, plot_video, video_attention
-from train import add_select_arguments, run_name
 
 
 def print_table(results):
@@ -49,6 +47,8 @@ def chosen_videos(paths, names, n_anomalous=3, n_normal=2):
 
 
 def plot(args, stem, model, test_set, scores, auc, videos):
+    from plots import plot_roc, plot_video, video_attention  # matplotlib only when drawing: 0.4 s of start-up
+
     if auc is not None:  # else the test set lacks anomalous or normal frames: no ROC curve
         roc_path = os.path.join(args.out_dir, f'{stem}-roc.png')
         plot_roc(scores, test_set.gt, auc, roc_path, stem)

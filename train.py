@@ -20,12 +20,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from cli import add_common_arguments, check_positive, pick_device, run
+from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name
 from dataset import (DataError, TestSet, is_normal, load_stacked, load_train_pools, read_list, video_class,
                      write_atomic)
 from metrics import frame_auc, video_auc
-from model import VideoClassifier, checkpoint_name, save_checkpoint
-from plots import plot_history
+from model import VideoClassifier, save_checkpoint
 
 HISTORY_HEADER = ['iteration', 'epoch', 'loss', 'auc']
 
@@ -89,21 +88,6 @@ def set_rng_state(state, device):
     np.random.set_state(state['numpy'])
     if device.type == 'cuda':
         torch.cuda.set_rng_state(state['cuda'], device)
-
-
-def add_select_arguments(parser):
-    """The model selection flags, which train.py and test.py share (they are part of the run's name)."""
-    parser.add_argument('--select', choices=['best', 'last', 'val'], default='best',
-                        help='which model to keep: best: the best test AUC (the paper\'s); last: the final one; '
-                             'val: the best video-level AUC on held-out train videos (default: best)')
-    parser.add_argument('--val-fraction', type=float, default=0.1,
-                        help='with --select val: the class-stratified share of train videos held out')
-
-
-def run_name(args):
-    """The run's file name: checkpoint_name, marked when the selection is not the paper's."""
-    suffix = {'best': '', 'last': '-last', 'val': f'-val{args.val_fraction:g}'}[args.select]
-    return checkpoint_name(args.da, args.r, args.T, args.seed) + suffix
 
 
 def hold_out(paths, fraction, seed):
@@ -259,6 +243,7 @@ def main(args):
     save_state()
     if args.select == 'last':
         save_checkpoint(model, ckpt_path)
+    from plots import plot_history  # matplotlib only when drawing, as in test.py: 0.4 s of start-up
     plot_history(header, history, plot_path, name)
     report(args, history, test_set, model, ckpt_path, len(held_out))
     print(f'history in {history_path}, plotted in {plot_path}')
