@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 from sklearn.metrics import auc, roc_curve
 
 import synthetic
@@ -33,7 +32,7 @@ from cli import pick_device
 from dataset import FRAMES_PER_SNIPPET, TestSet, load_train_pools, read_list
 from metrics import frame_auc
 from model import VideoClassifier, checkpoint_name, load_checkpoint, save_checkpoint
-from train import PairedSampler, official_radam
+from train import PairedSampler, official_radam, train_step
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 TEST_LIST, GT, TRAIN_LIST = 'list/ucf-i3d-test.list', 'list/gt-ucf.npy', 'list/pre-ucf-i3d-train-32.list'
@@ -63,19 +62,12 @@ def authors_load(list_path):
     return [np.load(p) for p in read_list(list_path)]
 
 
-def train_step(model, optimizer, schedule, sampler, normal, anomalous, device):
-    """One iteration of the paper's training before its evaluation, as train.py takes it."""
+def next_step(model, optimizer, schedule, sampler, normal, anomalous):
+    """train.py's iteration before its evaluation, starting a new epoch whenever one is over."""
     model.train()
     if sampler.epoch_over():
         sampler.new_epoch()
-    normal_index, anomalous_index = sampler.take()
-    batch = torch.from_numpy(np.concatenate([normal[normal_index], anomalous[anomalous_index]])).to(device)
-    labels = torch.cat([torch.zeros(len(normal_index)), torch.ones(len(anomalous_index))]).to(device)
-    loss = nn.BCELoss()(model(batch), labels)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    schedule.step()
+    train_step(model, optimizer, schedule, sampler, normal, anomalous)
 
 
 def authors_process(args, device):
@@ -94,7 +86,7 @@ def authors_process(args, device):
     normal, anomalous = load_train_pools(TRAIN_LIST, FEATURES, SEGMENTS)
     sampler = PairedSampler(len(normal), len(anomalous), BATCH)
     for _ in range(args.train_iters):
-        train_step(model, optimizer, schedule, sampler, normal, anomalous, device)
+        next_step(model, optimizer, schedule, sampler, normal, anomalous)
         aucs.append(authors_evaluate(model, videos, gt, args.split_size, device))
     print('aucs : ' + json.dumps(aucs))
 
@@ -204,7 +196,7 @@ def measure_in_process(args, device):
     optimizer, schedule = official_radam(model.parameters(), 1e-3)
     normal, anomalous = load_train_pools(TRAIN_LIST, FEATURES, SEGMENTS)
     sampler = PairedSampler(len(normal), len(anomalous), BATCH)
-    step, _ = timed(lambda: train_step(model, optimizer, schedule, sampler, normal, anomalous, device),
+    step, _ = timed(lambda: next_step(model, optimizer, schedule, sampler, normal, anomalous),
                     args.steps, device)
     del normal, anomalous
     ckpt = os.path.abspath('ckpt/bench.pth')

@@ -96,7 +96,9 @@ def open_features(path, feature_size):
 
 
 def check_finite(path, x):
-    if not np.isfinite(x).all():
+    # x.sum() is finite when every value is (short of an overflow, which the exact check then rules out):
+    # one pass without a temporary, where isfinite(x) writes a boolean array as large as x
+    if not np.isfinite(x.sum()) and not np.isfinite(x).all():
         raise DataError(f'{path}: the features hold NaN or Inf values')
     return x
 
@@ -245,7 +247,7 @@ class TestSet:
         return scores[chunk].cpu().numpy()
 
 
-def rescore_near_ties(per_crop, original, closer=2e-6):
+def rescore_near_ties(per_crop, original, closer=1e-6):
     """{chunk: original(chunk)} for every chunk whose rank among the others float32 rounding may decide.
 
     per_crop: the exact scores [chunks, crops] (float64); original(i): chunk i's float32 score as the
@@ -264,15 +266,15 @@ def rescore_near_ties(per_crop, original, closer=2e-6):
     while len(todo):
         for i in todo.tolist():
             rescored[i] = original(i)
-        i = torch.tensor(list(rescored), device=order.device)
-        errors = (torch.stack(list(rescored.values())).double() - per_crop[i].mean(1)).abs() - tiny
-        closer = max(closer, 4 * (errors / per_crop[i].mean(1)).max().item())
+        done = torch.tensor(list(rescored), device=order.device)
+        errors = (torch.stack(list(rescored.values())).double() - per_crop[done].mean(1)).abs() - tiny
+        closer = max(closer, 4 * (errors / per_crop[done].mean(1)).max().item())
         close = exact[1:] - exact[:-1] <= closer * exact[1:] + tiny
         near = torch.zeros_like(certain)
         near[1:] |= close
         near[:-1] |= close
         todo = order[near & ~certain]
-        todo = todo[~torch.isin(todo, i)]
+        todo = todo[~torch.isin(todo, done)]
     return rescored
 
 

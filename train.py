@@ -64,6 +64,21 @@ class PairedSampler:
         self.orders, self.epoch, self.position = state['orders'], state['epoch'], state['position']
 
 
+def train_step(model, optimizer, schedule, sampler, normal, anomalous):
+    """One iteration before its evaluation: the sampler's next batch of normal samples followed by as many
+    anomalous ones, labelled 0 and 1, BCE on their scores, one RAdam step. Returns the loss."""
+    normal_index, anomalous_index = sampler.take()
+    device = next(model.parameters()).device
+    batch = torch.from_numpy(np.concatenate([normal[normal_index], anomalous[anomalous_index]])).to(device)
+    labels = torch.cat([torch.zeros(len(normal_index)), torch.ones(len(anomalous_index))]).to(device)
+    loss = nn.BCELoss()(model(batch), labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss
+
+
 def official_radam(parameters, lr):
     """The RAdam of Liu et al. that the authors used (degenerated_to_sgd=False), via torch's RAdam.
 
@@ -140,7 +155,6 @@ def main(args):
     print(model)
     print(f'{name}: {sum(p.numel() for p in model.parameters()):,} parameters, on {device}')
     optimizer, schedule = official_radam(model.parameters(), args.lr)
-    criterion = nn.BCELoss()
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
     held_out = []
     if args.select == 'val':
@@ -200,7 +214,6 @@ def main(args):
                  'best_auc': best_auc, 'best_val': best_val, 'rng': rng_state(device)}
         write_atomic(state_path, lambda f: torch.save(state, f))
 
-    labels = torch.cat([torch.zeros(args.batch_size), torch.ones(args.batch_size)]).to(device)
     iteration = len(history) - 1
     per_epoch = (min(len(normal), len(anomalous)) - 1) // args.batch_size
     total = min(per_epoch * args.max_epoch, args.max_iters or per_epoch * args.max_epoch)
@@ -213,13 +226,7 @@ def main(args):
                 if sampler.epoch == args.max_epoch:
                     break
                 sampler.new_epoch()
-            normal_index, anomalous_index = sampler.take()
-            batch = torch.from_numpy(np.concatenate([normal[normal_index], anomalous[anomalous_index]])).to(device)
-            loss = criterion(model(batch), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            loss = train_step(model, optimizer, schedule, sampler, normal, anomalous)
             iteration += 1
 
             auc = float(evaluate()) if iteration % args.eval_every == 0 else ''
