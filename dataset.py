@@ -98,7 +98,9 @@ def open_features(path, feature_size):
 def check_finite(path, x):
     # x.sum() is finite when every value is (short of an overflow, which the exact check then rules out):
     # one pass without a temporary, where isfinite(x) writes a boolean array as large as x
-    if not np.isfinite(x.sum()) and not np.isfinite(x).all():
+    with np.errstate(over='ignore', invalid='ignore'):
+        total = x.sum()
+    if not np.isfinite(total) and not np.isfinite(x).all():
         raise DataError(f'{path}: the features hold NaN or Inf values')
     return x
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import FEATURE_SIZE, run_script
+from dataset import DataError, check_finite
 from model import VideoClassifier, save_checkpoint
 
 TEST_LIST = 'list/ucf-i3d-test.list'
@@ -109,3 +110,16 @@ def test_bad_input_gets_one_clear_line(workdir, case):
     assert message.startswith(f'{script}: error: ')
     for word in words:
         assert word in message, f'{word!r} not in {message!r}'
+
+
+@pytest.mark.parametrize('values, finite', [((1, 2), True), ((3e38, 3e38), True), ((1, np.nan), False),
+                                            ((1, np.inf), False), ((-np.inf, 1), False), ((np.inf, -np.inf), False)],
+                         ids=['finite', 'finite, its sum overflows', 'NaN', '+Inf', '-Inf', '+Inf and -Inf'])
+def test_non_finite_features_are_refused(values, finite):
+    x = np.zeros((4, 2, 3), np.float32)
+    x[1, 0, 2], x[3, 1, 0] = values
+    if finite:
+        assert check_finite('v_i3d.npy', x) is x
+    else:
+        with pytest.raises(DataError, match='v_i3d.npy: the features hold NaN or Inf values'):
+            check_finite('v_i3d.npy', x)
