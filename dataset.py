@@ -263,7 +263,8 @@ def rescore_near_ties(per_crop, original, closer=1e-6):
     scores, and the near ties are found again until they are all rescored. Chunks whose every crop scores
     above 1 - 1e-8 are 1.0 in float32 however they are computed, and left as they are.
     """
-    exact, order = per_crop.mean(1).sort()
+    exact = per_crop.mean(1)
+    ranked, order = exact.sort()
     certain = (per_crop.min(1).values > 1 - 1e-8)[order]
     tiny = torch.finfo(torch.float32).tiny
     rescored = {}
@@ -272,9 +273,9 @@ def rescore_near_ties(per_crop, original, closer=1e-6):
         for i in todo.tolist():
             rescored[i] = original(i)
         done = torch.tensor(list(rescored), device=order.device)
-        errors = (torch.stack(list(rescored.values())).double() - per_crop[done].mean(1)).abs() - tiny
-        closer = max(closer, 4 * (errors / per_crop[done].mean(1)).max().item())
-        close = exact[1:] - exact[:-1] <= closer * exact[1:] + tiny
+        errors = (torch.stack(list(rescored.values())).double() - exact[done]).abs() - tiny
+        closer = max(closer, 4 * (errors / exact[done]).max().item())
+        close = ranked[1:] - ranked[:-1] <= closer * ranked[1:] + tiny
         near = torch.zeros_like(certain)
         near[1:] |= close
         near[:-1] |= close
