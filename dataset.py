@@ -1,4 +1,4 @@
-"""UCF-Crime 10-crop I3D features: list order, pooling, frame ground truth, and the in-memory sets.
+"""UCF-Crime 10-crop I3D features: list order, pooling, frame ground truth, the mapped test set and the train pools.
 
 A feature file `<video>_i3d.npy` is float32 [T, crops, F]: one row per 16-frame snippet (RTFM's format).
 """
@@ -84,7 +84,7 @@ def read_list(path):
 def open_features(path, feature_size):
     """Memory-map a feature file [T, crops, F], checking its form (not yet its values)."""
     try:
-        x = np.load(path, mmap_mode='r')
+        x = np.load(path, mmap_mode='c')  # copy-on-write: never changes the file
     except FileNotFoundError:
         raise DataError(f'{path}: no such file')
     except Exception as e:
@@ -163,7 +163,16 @@ def ground_truth(test_paths, lengths, annotation):
     return np.concatenate(labels)
 
 
-# ---------------------------------------------------------------------------------------------- in memory
+# ---------------------------------------------------------------------------------------------- the sets
+def open_alike(paths, feature_size):
+    """open_features of every path, checking that the arrays differ only in their first axis."""
+    files = [open_features(p, feature_size) for p in paths]
+    for path, x in zip(paths, files):
+        if x.shape[1:] != files[0].shape[1:]:
+            raise DataError(f'{path}: shape {list(x.shape)} does not fit {paths[0]}\'s {list(files[0].shape)}')
+    return files
+
+
 def load_stacked(paths, feature_size, desc):
     """Load .npy files that differ only in their first axis into one preallocated array.
 
@@ -172,10 +181,7 @@ def load_stacked(paths, feature_size, desc):
     leaves no page of the file mapped into the process. Eight files are read at a time, which keeps
     the disk busy while new memory is touched: the set loads at the speed of a plain read of its files.
     """
-    files = [open_features(p, feature_size) for p in paths]
-    for path, x in zip(paths, files):
-        if x.shape[1:] != files[0].shape[1:]:
-            raise DataError(f'{path}: shape {list(x.shape)} does not fit {paths[0]}\'s {list(files[0].shape)}')
+    files = open_alike(paths, feature_size)
     lengths = np.array([len(x) for x in files])
     # torch's allocator rather than numpy's: numpy asks the kernel for huge pages, and compacting memory
     # for them, on a machine whose memory the page cache fills (as after reading a dataset), made
@@ -201,12 +207,20 @@ def load_stacked(paths, feature_size, desc):
 
 
 class TestSet:
-    """All test videos in list order, as one [N, crops, F] tensor (on the device), and their frame labels."""
+    """The test videos in list order, each [T, crops, F] where it lies, and their frame labels.
+
+    On the CPU each video is its file's memory map: nothing is copied, the page cache holds the set once,
+    and an evaluation reads the features straight from it. On a GPU each video is copied once to device memory.
+    """
 
     def __init__(self, list_path, gt_path, feature_size=2048, device='cpu'):
         self.paths = read_list(list_path)
-        features, self.lengths = load_stacked(self.paths, feature_size, 'test')
-        self.features = torch.from_numpy(features).to(device)
+        files = open_alike(self.paths, feature_size)
+        self.lengths = np.array([len(x) for x in files])
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)])  # the first snippet of each video, and N
+        self.crops, self.device = files[0].shape[1], torch.device(device)
+        read_ahead(self.paths)
+        self.videos = [torch.from_numpy(x).to(self.device) for x in files]
         self.gt = None
         if gt_path is not None:
             if not os.path.isfile(gt_path):
@@ -217,71 +231,32 @@ class TestSet:
                 raise DataError(f'{gt_path}: holds {self.gt.size} frame labels, but the {len(self.paths)} test '
                                 f'videos of {list_path} have {frames} frames (16 per snippet)')
 
-    def chunks(self, split_size):
-        """Cut every video into consecutive chunks of split_size snippets (the last one shorter).
+    def blocks(self, size):
+        """All snippets in list order as views of at most size snippets each: every video, cut where it is longer."""
+        return [block for x in self.videos for block in x.split(size)]
 
-        Returns (chunk index of every snippet [N] on the device, number of chunks).
-        """
-        starts = np.concatenate([[0], np.cumsum(-(-self.lengths // split_size))[:-1]])
-        chunk = np.concatenate([start + np.arange(T) // split_size for start, T in zip(starts, self.lengths)])
-        return torch.from_numpy(chunk).to(self.features.device), int(chunk[-1]) + 1
+    def snippets(self, start, end):
+        """Snippets start:end of the set (within one video) [end - start, crops, F]."""
+        video = int(np.searchsorted(self.starts, start, side='right')) - 1
+        return self.videos[video][start - self.starts[video]:end - self.starts[video]]
 
-    def snippet_scores(self, model, split_size):
-        """The paper's test protocol: each chunk's score is the mean over crops of the model's score on it,
-        and every snippet of the chunk gets that score. Returns float32 numpy [N]: the original's numbers.
-
-        model.chunk_scores scores all chunks at once, nearer the exact values than the original's float32
-        arithmetic; rounded to float32 they are the original's scores but for a few ulps. Those ulps order
-        chunks whose scores are closer than that, and such near ties move the AUC's sixth digit: they are
-        scored again by the original's own computation, so that every ranking, and the AUC, is the original's.
-        """
-        chunk, n_chunks = self.chunks(split_size)
-        was_training = model.training
-        model.eval()
-        per_crop = model.chunk_scores(self.features, chunk, n_chunks)
-        scores = per_crop.float().mean(1)  # float32 scores, their mean over crops in float32: the original's
-        ends = torch.bincount(chunk, minlength=n_chunks).cumsum(0).tolist()
-
-        def original(i):  # the original's score of chunk i: model() on its crops [crops, t, F], mean in float32
-            return model(self.features[ends[i - 1] if i else 0:ends[i]].transpose(0, 1)).mean(0)
-
-        with torch.no_grad():
-            for i, score in rescore_near_ties(per_crop, original).items():
-                scores[i] = score
-        model.train(was_training)
-        return scores[chunk].cpu().numpy()
+    def check_finite(self, sums):
+        """Raise for the first video, in list order, that holds NaN or Inf, given the sum of every snippet's
+        features per crop [N, crops]. A NaN or an Inf makes its sum NaN or Inf; a sum that overflowed
+        has its video checked value by value."""
+        bad = (~torch.isfinite(sums)).any(1).cpu().numpy()
+        for i in np.unique(np.searchsorted(self.starts, np.flatnonzero(bad), side='right') - 1):
+            check_finite(self.paths[i], self.videos[i].cpu().numpy())
 
 
-def rescore_near_ties(per_crop, original, closer=1e-6):
-    """{chunk: original(chunk)} for every chunk whose rank among the others float32 rounding may decide.
-
-    per_crop: the exact scores [chunks, crops] (float64); original(i): chunk i's float32 score as the
-    original computed it. A chunk is a near tie when its exact score lies within closer (relative, plus
-    float32's smallest normal number, under which float32 has no relative precision) of another's. The
-    original's rounding error grows with the model's logits, so closer is calibrated: it is kept at least
-    4x the largest relative error seen among the chunks rescored, which start with 9 spread over the
-    scores, and the near ties are found again until they are all rescored. Chunks whose every crop scores
-    above 1 - 1e-8 are 1.0 in float32 however they are computed, and left as they are.
-    """
-    exact = per_crop.mean(1)
-    ranked, order = exact.sort()
-    certain = (per_crop.min(1).values > 1 - 1e-8)[order]
-    tiny = torch.finfo(torch.float32).tiny
-    rescored = {}
-    todo = order[torch.linspace(0, len(order) - 1, 9, device=order.device).long()].unique()
-    while len(todo):
-        for i in todo.tolist():
-            rescored[i] = original(i)
-        done = torch.tensor(list(rescored), device=order.device)
-        errors = (torch.stack(list(rescored.values())).double() - exact[done]).abs() - tiny
-        closer = max(closer, 4 * (errors / exact[done]).max().item())
-        close = ranked[1:] - ranked[:-1] <= closer * ranked[1:] + tiny
-        near = torch.zeros_like(certain)
-        near[1:] |= close
-        near[:-1] |= close
-        todo = order[near & ~certain]
-        todo = todo[~torch.isin(todo, done)]
-    return rescored
+def read_ahead(paths):
+    """Ask the kernel to read the files into the page cache in the background, in list order (Linux): from a
+    cold disk the evaluation then finds most pages there, instead of faulting them in one read-ahead at a time."""
+    if hasattr(os, 'posix_fadvise'):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            os.close(fd)
 
 
 def load_train_pools(list_path, feature_size, segments, exclude=()):

@@ -11,6 +11,8 @@ import torch.nn as nn
 
 from dataset import DataError
 
+MIN_ROWS = 16  # the fewest rows chunk_scores gives a matmul (see there)
+
 
 class VideoClassifier(nn.Module):
 
@@ -33,32 +35,45 @@ class VideoClassifier(nn.Module):
         return torch.sigmoid(self.fc2(self.fc1(m.flatten(1)))).squeeze(1)
 
     @torch.no_grad()
-    def chunk_scores(self, x, chunk, n_chunks, block=16384):
+    def chunk_scores(self, blocks, chunk, n_chunks, sums=None):
         """Eval-mode scores of many chunks at once, equal to forward() on each chunk of each crop.
 
-        x [N, crops, F] holds the snippets of all chunks back to back, chunk after chunk; chunk [N]
-        (int64, nondecreasing) says which chunk each snippet belongs to. Returns [n_chunks, crops] scores.
+        blocks: a list of tensors [n, crops, F] that hold the snippets of all chunks back to back, chunk after
+        chunk, cut anywhere (a video's rows where they lie, in its memory map); chunk [N] (int64,
+        nondecreasing) says which chunk each snippet belongs to. Returns [n_chunks, crops] scores. sums, if
+        given ([N, crops]), receives the sum of every crop's features: a by-product for the finiteness check.
 
         fc2(fc1(vec(M))) is linear in M, so it folds into one vector u [F, r] and a constant c:
         score = sigmoid(sum_j sum_t A[t, j] (x_t . u_j) + c). Then x is read once, by a single
-        matmul x @ [W1^T | u] of 2*N*crops*F*(da + r) FLOPs; the rest is per-snippet work on
+        matmul x @ [W1^T | u | 1] of 2*N*crops*F*(da + r + 1) FLOPs; the rest is per-snippet work on
         [N, crops, r] numbers, done in float64 so the sums stay accurate.
         """
         w1, w2 = self.self_anttention[0], self.self_anttention[2]
-        feature_size, da, r = x.shape[-1], w1.out_features, w2.out_features
+        feature_size, da, r = w1.in_features, w1.out_features, w2.out_features
         u = (self.fc2.weight @ self.fc1.weight).view(feature_size, r)
         c = (self.fc2.weight @ self.fc1.bias + self.fc2.bias).double()
-        projection = torch.cat([w1.weight.t(), u], dim=1).to(x.dtype)  # [F, da + r]
-        bias = torch.cat([w1.bias, w1.bias.new_zeros(r)]).to(x.dtype)
-        logits = torch.empty(x.shape[:2] + (r,), dtype=torch.float64, device=x.device)
+        projection = torch.cat([w1.weight.t(), u, u.new_ones(feature_size, 1)], dim=1)  # [F, da + r + 1]
+        bias = torch.cat([w1.bias, w1.bias.new_zeros(r + 1)])
+        crops = blocks[0].shape[1]
+        logits = torch.empty((len(chunk), crops, r), dtype=torch.float64, device=chunk.device)
         values = torch.empty_like(logits)
-        buffer = x.new_empty(min(block, len(x)) * x.shape[1], da + r)  # one for all blocks: no new memory each
-        for start in range(0, len(x), block):
-            # [x W1^T + b1 | x u] by one matmul, the only read of x (the bias added by it); tanh in place
-            rows = x[start:start + block].flatten(0, 1)
-            y = torch.addmm(bias, rows, projection, out=buffer[:len(rows)]).unflatten(0, (-1, x.shape[1]))
-            logits[start:start + block] = w2(y[..., :da].tanh_())
-            values[start:start + block] = y[..., da:]
+        rows_most = max(MIN_ROWS, max(len(x) for x in blocks) * crops)
+        buffer = projection.new_empty(rows_most, da + r + 1)  # one for all blocks: no new memory each
+        start = 0
+        for x in blocks:
+            rows = x.flatten(0, 1)
+            if len(rows) < MIN_ROWS:
+                # BLAS multiplies a matrix of few rows by other kernels, which sum in another order; padded,
+                # every row gets the numbers it gets in any larger block, however the snippets are cut
+                rows = torch.cat([rows, rows.new_zeros(MIN_ROWS - len(rows), feature_size)])
+            # [x W1^T + b1 | x u | x 1] by one matmul, the only read of x (the bias added by it); tanh in place
+            y = torch.addmm(bias, rows, projection, out=buffer[:len(rows)])[:len(x) * crops].unflatten(0, (-1, crops))
+            end = start + len(x)
+            logits[start:end] = w2(y[..., :da].tanh_())
+            values[start:end] = y[..., da:da + r]
+            if sums is not None:
+                sums[start:end] = y[..., -1]
+            start = end
         # softmax over the snippets of each chunk, stabilised by the chunk's maximum; the chunks are
         # consecutive runs of snippets, which segment_reduce sums in one pass (scatters are 20x slower)
         lengths = torch.bincount(chunk, minlength=n_chunks)

@@ -15,6 +15,7 @@ from cli import add_common_arguments, add_select_arguments, check_positive, pick
 from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, is_normal, video_name, write_atomic
 from metrics import all_metrics
 from model import VideoClassifier, load_checkpoint
+from protocol import snippet_scores
 
 
 def print_table(results):
@@ -53,10 +54,9 @@ def plot(args, stem, model, test_set, scores, auc, videos):
         roc_path = os.path.join(args.out_dir, f'{stem}-roc.png')
         plot_roc(scores, test_set.gt, auc, roc_path, stem)
         print(f'ROC curve in {roc_path}')
-    starts = [0, *test_set.lengths.cumsum()]
     for i in videos:
-        start, end = starts[i], starts[i + 1]
-        attention = video_attention(model, test_set.features[start:end], args.test_split_size)
+        start, end = test_set.starts[i], test_set.starts[i + 1]
+        attention = video_attention(model, test_set.videos[i], args.test_split_size)
         path = os.path.join(args.out_dir, f'{stem}-{video_name(test_set.paths[i])}.png')
         gt = test_set.gt[FRAMES_PER_SNIPPET * start:FRAMES_PER_SNIPPET * end]
         plot_video(video_name(test_set.paths[i]), scores[start:end], gt, attention, args.test_split_size, path)
@@ -70,7 +70,7 @@ def main(args):
     model = load_checkpoint(ckpt, VideoClassifier(args.feature_size, args.da, args.r)).to(device).eval()
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
     videos = chosen_videos(test_set.paths, args.plot_videos) if args.plot or args.plot_videos else None
-    scores = test_set.snippet_scores(model, args.test_split_size)
+    scores = snippet_scores(model, test_set, args.test_split_size)
     metrics = all_metrics(scores, test_set.gt, test_set.lengths, test_set.paths)
     # the original's line, which people's scripts parse
     print(f'model : SelfAttention-da{args.da}-r{args.r} , auc_score : {metrics["auc"]}')

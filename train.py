@@ -25,6 +25,7 @@ from dataset import (DataError, TestSet, is_normal, load_stacked, load_train_poo
                      write_atomic)
 from metrics import frame_auc, video_auc
 from model import VideoClassifier, save_checkpoint
+from protocol import snippet_scores
 
 HISTORY_HEADER = ['iteration', 'epoch', 'loss', 'auc']
 
@@ -175,7 +176,7 @@ def main(args):
         # base seed from torch's global generator. Drawing it here too keeps the dropout masks, and
         # so the whole run, identical to theirs.
         torch.empty((), dtype=torch.int64).random_()
-        return frame_auc(test_set.snippet_scores(model, args.test_split_size), test_set.gt)
+        return frame_auc(snippet_scores(model, test_set, args.test_split_size), test_set.gt)
 
     if args.resume:
         if not os.path.isfile(state_path):
@@ -262,7 +263,7 @@ def report(args, history, test_set, model, ckpt_path, n_held_out):
     best = max(evaluated, key=lambda row: row[3])  # the first of equals, as the strict improvement kept
     last_auc = history[-1][3]
     if last_auc == '':  # not evaluated at the last iteration: score the final model (no RNG draw)
-        last_auc = float(frame_auc(test_set.snippet_scores(model, args.test_split_size), test_set.gt))
+        last_auc = float(frame_auc(snippet_scores(model, test_set, args.test_split_size), test_set.gt))
     print(f'best test AUC {best[3]:.6f} at iteration {best[0]}: the paper\'s selection, the best of '
           f'{len(evaluated)} evaluations on the test set itself')
     print(f'test AUC at the last iteration ({history[-1][0]}): {last_auc:.6f}')

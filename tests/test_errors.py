@@ -39,10 +39,24 @@ def truncate_first_test_video(root):
     os.truncate(path, os.path.getsize(path) // 2)
 
 
-def with_nan(root):
-    x = np.load(root / first_test_video(root))
-    x[1, 0, 3] = np.nan
-    np.save(root / first_test_video(root), x)
+def nth_test_video(root, i):
+    return open(root / TEST_LIST).read().split()[i]
+
+
+def with_value(i, value):
+    """Put value into test video i (list order) and, where i > 0, NaN into a later one: the first is named."""
+    def edit(root):
+        for j, v in ((i, value), (i + 2, np.nan))[:1 + (i > 0)]:
+            x = np.load(root / nth_test_video(root, j))
+            x[1, 0, 3] = v
+            np.save(root / nth_test_video(root, j), x)
+    return edit
+
+
+def with_crops(i, crops):
+    def edit(root):
+        np.save(root / nth_test_video(root, i), np.ones((40, crops, FEATURE_SIZE), np.float32))
+    return edit
 
 
 def drop_annotation_row(name):
@@ -70,7 +84,12 @@ CASES = {  # id: (breakage, script, flags, words the message must hold)
                         'test.py', F, ['_i3d.npy', 'not a readable .npy']),
     'no snippets': (overwrite_first_test_video(np.zeros((0, 2, FEATURE_SIZE), np.float32)), 'test.py', F,
                     ['_i3d.npy', '[0, 2, 16]']),
-    'NaN features': (with_nan, 'test.py', F, ['_i3d.npy', 'NaN']),
+    'NaN features': (with_value(0, np.nan), 'test.py', F, ['_i3d.npy', 'NaN']),
+    'Inf features in a later video': (with_value(2, np.inf), 'test.py', F,
+                                      [lambda root: nth_test_video(root, 2), 'NaN or Inf']),
+    'NaN features, training': (with_value(0, np.nan), 'train.py', F, ['_i3d.npy', 'NaN']),
+    'a test video of other crops': (with_crops(1, 3), 'test.py', F,
+                                    [lambda root: nth_test_video(root, 1), '[40, 3, 16]', 'does not fit']),
     'wrong feature size': (overwrite_first_test_video(np.ones((40, 2, 8), np.float32)), 'test.py', F,
                            ['_i3d.npy', '[40, 2, 8]', '16']),
     'no crop axis': (overwrite_first_test_video(np.ones((40, FEATURE_SIZE), np.float32)), 'test.py', F,
@@ -109,6 +128,7 @@ def test_bad_input_gets_one_clear_line(workdir, case):
     assert 'Traceback' not in result.stderr
     assert message.startswith(f'{script}: error: ')
     for word in words:
+        word = word(workdir) if callable(word) else word
         assert word in message, f'{word!r} not in {message!r}'
 
 

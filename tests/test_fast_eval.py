@@ -1,5 +1,6 @@
-"""The fast evaluation (one matmul over the stacked test set) against the authors' plain per-video loop: the
-same float32 scores to a few ulps, the same ranking of every pair of snippets, ties included, so the same AUC."""
+"""The fast evaluation (one matmul over the mapped test files) against the authors' plain per-video loop: the
+same float32 scores to a few ulps, the same ranking of every pair of snippets, ties included, so the same AUC;
+and against the same evaluation of the set stacked in memory: the same numbers, bit for bit."""
 import numpy as np
 import pytest
 import torch
@@ -7,10 +8,11 @@ from sklearn.metrics import roc_auc_score
 
 import dataset  # as a module: pytest would take a TestSet in this namespace for a test class
 from dataset import FRAMES_PER_SNIPPET, load_stacked
+from protocol import chunks, rescore_near_ties, snippet_scores
 from metrics import frame_auc
 from model import VideoClassifier
 
-F, CROPS = 24, 4
+F, CROPS = 2048, 5  # I3D's feature size: BLAS picks its kernels by the shapes
 # uneven lengths: a single snippet, a few, exact multiples of 7, 16 and 32, and others; the last two videos
 # are one video twice, the second copy changed by a few float32 ulps: chunks that float32 rounding ranks
 LENGTHS = [1, 5, 16, 32, 37, 7, 14, 100, 31, 33, 2, 64, 40, 40]
@@ -76,7 +78,7 @@ def test_fast_scores_and_auc_equal_the_plain_loop(test_files, kind, split_size):
     root, videos = test_files
     test_set = dataset.TestSet(str(root / 'test.list'), str(root / 'gt.npy'), F)
     model = make_model(kind).train()  # snippet_scores evaluates in eval mode and restores the mode
-    fast = test_set.snippet_scores(model, split_size)
+    fast = snippet_scores(model, test_set, split_size)
     assert model.training
     expected = plain_scores(model.eval(), videos, split_size)
     assert fast.dtype == expected.dtype == np.float32
@@ -100,20 +102,32 @@ def test_rescored_chunks_are_the_near_ties(error, near_ties):
     def original(i):  # the exact score with the given relative error, rounded to float32
         return (exact[i] * (1 + error)).float()
 
-    rescored = dataset.rescore_near_ties(per_crop, original)
+    rescored = rescore_near_ties(per_crop, original)
     spread = {0, 5, 10, 15, 20, 25, 30, 35, 40}  # the 9 chunks spread over the scores that calibrate
     assert set(rescored) == spread | near_ties
     assert all(rescored[i] == original(i) for i in rescored)
 
 
-def test_chunk_scores_do_not_depend_on_the_block_size(test_files):
-    root, _ = test_files
+@pytest.mark.parametrize('kind', ['random', 'sharp'])
+def test_mapped_files_score_as_the_set_stacked_in_memory(test_files, kind):
+    """Every video read where it lies, cut into blocks of 1, 3, 5 or 16384 snippets (blocks across which the
+    chunks run, blocks of fewer rows than BLAS's large-matrix kernels take), equals one matmul over the
+    whole set stacked in memory, bit for bit: the scores, and the sum of every snippet's features."""
+    root, videos = test_files
     test_set = dataset.TestSet(str(root / 'test.list'), None, F)
-    chunk, n_chunks = test_set.chunks(16)
-    model = make_model('sharp')
-    whole = model.chunk_scores(test_set.features, chunk, n_chunks)
-    blocks = model.chunk_scores(test_set.features, chunk, n_chunks, block=5)
-    torch.testing.assert_close(blocks, whole, rtol=1e-6, atol=0)
+    mapped = open('/proc/self/maps').read()
+    assert all(p in mapped for p in test_set.paths)  # read where they lie: the files are mapped, not copied
+    chunk, chunk_starts = chunks(test_set.lengths, 16)
+    chunk = torch.from_numpy(chunk)
+    model = make_model(kind)
+    stacked = torch.from_numpy(np.concatenate(videos))
+    whole_sums = torch.empty(len(chunk), CROPS)
+    whole = model.chunk_scores([stacked], chunk, len(chunk_starts), whole_sums)
+    torch.testing.assert_close(whole_sums, stacked.sum(2), rtol=1e-5, atol=1e-4)
+    for block in (1, 3, 5, 16384):
+        sums = torch.empty(len(chunk), CROPS)
+        assert torch.equal(model.chunk_scores(test_set.blocks(block), chunk, len(chunk_starts), sums), whole)
+        assert torch.equal(sums, whole_sums)
 
 
 def test_frame_auc_equals_sklearn_on_frames_with_ties():

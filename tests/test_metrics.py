@@ -12,6 +12,7 @@ import dataset
 from conftest import FEATURE_SIZE
 from metrics import all_metrics, frame_auc
 from model import VideoClassifier, load_checkpoint
+from protocol import snippet_scores
 
 # A hand-made test set, in list order: its videos, per-snippet scores and anomalous frame spans (inclusive).
 VIDEOS = [  # name, snippet scores, anomalous frames
@@ -169,7 +170,7 @@ def test_json_holds_the_metrics_of_the_protocol_scores(scored_test_run, monkeypa
     monkeypatch.chdir(root)
     test_set = dataset.TestSet('list/ucf-i3d-test.list', 'list/gt-ucf.npy', FEATURE_SIZE)
     model = load_checkpoint('model.pth', VideoClassifier(FEATURE_SIZE, 8, 2))
-    scores = test_set.snippet_scores(model, 32)
+    scores = snippet_scores(model, test_set, 32)
     names = [os.path.basename(p)[:-len('_i3d.npy')] for p in test_set.paths]
     expected = reference_metrics(scores, test_set.gt, test_set.lengths, names)
     assert set(results['per_class']) == set(expected['per_class']) and len(expected['per_class']) == 3

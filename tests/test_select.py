@@ -14,6 +14,7 @@ from conftest import FEATURE_SIZE, REPO, assert_png, run_script
 from dataset import load_train_pools, read_list
 from metrics import frame_auc
 from model import VideoClassifier, load_checkpoint
+from protocol import snippet_scores
 from train import hold_out
 
 TINY = ['--feature-size', FEATURE_SIZE, '--batch-size', 4, '--device', 'cpu', '--lr', 0.01]
@@ -27,7 +28,7 @@ def history(path):
 def checkpoint_auc(ckpt):
     """The frame-level test AUC of a checkpoint, computed here (in the prepared set's folder)."""
     test_set = dataset.TestSet('list/ucf-i3d-test.list', 'list/gt-ucf.npy', FEATURE_SIZE)
-    return frame_auc(test_set.snippet_scores(load_checkpoint(ckpt, VideoClassifier(FEATURE_SIZE)), 32), test_set.gt)
+    return frame_auc(snippet_scores(load_checkpoint(ckpt, VideoClassifier(FEATURE_SIZE)), test_set, 32), test_set.gt)
 
 
 def test_hold_out_is_class_stratified_and_draws_nothing():
