@@ -173,37 +173,36 @@ def open_alike(paths, feature_size):
     return files
 
 
-def load_stacked(paths, feature_size, desc):
-    """Load .npy files that differ only in their first axis into one preallocated array.
+def read_ahead(paths):
+    """Ask the kernel to read the files into the page cache in the background, in list order (Linux): from a
+    cold disk the evaluation then finds most pages there, instead of faulting them in one read-ahead at a time."""
+    if hasattr(os, 'posix_fadvise'):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            os.close(fd)
 
-    Returns (array [sum of first axes, ...], first-axis lengths). Each file is read straight into
-    its place, so nothing is held twice: read() rather than a copy from the memory map, which
-    leaves no page of the file mapped into the process. Eight files are read at a time, which keeps
-    the disk busy while new memory is touched: the set loads at the speed of a plain read of its files.
+
+class Pool:
+    """Train samples read where they lie: every crop of every pooled video [crops, segments, F] is one sample
+    [segments, F], in list order, video by video and crop by crop, as the original laid them out.
+    pool[indices] stacks those samples: a batch, the only copy made.
     """
-    files = open_alike(paths, feature_size)
-    lengths = np.array([len(x) for x in files])
-    # torch's allocator rather than numpy's: numpy asks the kernel for huge pages, and compacting memory
-    # for them, on a machine whose memory the page cache fills (as after reading a dataset), made
-    # touching 5.7 GB take 6.5-8 s instead of 3-3.8 s on bench.py's machine
-    stacked = torch.empty((int(lengths.sum()),) + files[0].shape[1:], dtype=torch.float32).numpy()
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
-    def read(i):
-        part = stacked[starts[i]:starts[i] + lengths[i]]
-        if files[i].flags.c_contiguous:
-            with open(paths[i], 'rb') as f:
-                if hasattr(os, 'posix_fadvise'):  # Linux: a longer read-ahead, 10-20% faster from a cold disk
-                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                f.seek(files[i].offset)
-                f.readinto(part)  # all of it: np.load checked that the file holds the whole array
-        else:  # a file in Fortran order
-            part[...] = files[i]
-        check_finite(paths[i], part)
+    def __init__(self, paths, feature_size, desc):
+        self.files = open_alike(paths, feature_size)
+        self.starts = np.cumsum([0] + [len(x) for x in self.files])  # the first sample of each video, and the count
+        read_ahead(paths)
+        with ThreadPoolExecutor(8) as pool:  # numpy's sums release the GIL; errors come in list order
+            list(tqdm(pool.map(check_finite, paths, self.files), total=len(paths), desc=f'checking {desc} features',
+                      leave=False))
 
-    with ThreadPoolExecutor(8) as pool:  # reads and numpy release the GIL; errors come in list order
-        list(tqdm(pool.map(read, range(len(paths))), total=len(paths), desc=f'loading {desc} features', leave=False))
-    return stacked, lengths
+    def __len__(self):
+        return int(self.starts[-1])
+
+    def __getitem__(self, indices):
+        videos = np.searchsorted(self.starts, indices, side='right') - 1
+        return np.stack([self.files[v][i - self.starts[v]] for v, i in zip(videos, indices)])
 
 
 class TestSet:
@@ -249,22 +248,8 @@ class TestSet:
             check_finite(self.paths[i], self.videos[i].cpu().numpy())
 
 
-def read_ahead(paths):
-    """Ask the kernel to read the files into the page cache in the background, in list order (Linux): from a
-    cold disk the evaluation then finds most pages there, instead of faulting them in one read-ahead at a time."""
-    if hasattr(os, 'posix_fadvise'):
-        for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            os.close(fd)
-
-
 def load_train_pools(list_path, feature_size, segments, exclude=()):
-    """The pooled train videos (but those in exclude) as two sample pools, [videos * crops, segments, F] each.
-
-    Every crop of every video is one sample; each pool keeps the list order (video by video,
-    crop by crop), as the original did.
-    """
+    """The pooled train videos (but those in exclude) as two Pools of samples [segments, F]: normal, anomalous."""
     paths = [p for p in read_list(list_path) if p not in exclude]
     pools = []
     for normal in (True, False):
@@ -272,8 +257,8 @@ def load_train_pools(list_path, feature_size, segments, exclude=()):
         if not group:
             raise DataError(f'{list_path}: lists no {"normal" if normal else "anomalous"} videos; '
                             'training needs both (a video is normal iff its file name starts with Normal)')
-        pooled, _ = load_stacked(group, feature_size, 'normal train' if normal else 'anomalous train')
-        if pooled.shape[1] != segments:
-            raise DataError(f'{group[0]}: pooled to {pooled.shape[1]} segments, but --T is {segments}')
-        pools.append(pooled)
+        pool = Pool(group, feature_size, 'normal train' if normal else 'anomalous train')
+        if pool.files[0].shape[1] != segments:
+            raise DataError(f'{group[0]}: pooled to {pool.files[0].shape[1]} segments, but --T is {segments}')
+        pools.append(pool)
     return pools[0], pools[1]

@@ -21,7 +21,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name
-from dataset import (DataError, TestSet, is_normal, load_stacked, load_train_pools, read_list, video_class,
+from dataset import (DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class,
                      write_atomic)
 from metrics import frame_auc, video_auc
 from model import VideoClassifier, save_checkpoint
@@ -165,8 +165,8 @@ def main(args):
         if n_normal in (0, len(held_out)):
             raise DataError(f'--val-fraction {args.val_fraction} holds out no normal or no anomalous video; '
                             'the validation AUC needs both')
-        val_features, val_crops = load_stacked(held_out, args.feature_size, 'held-out')
-        val_features, val_crops = torch.from_numpy(val_features).to(device), val_crops.tolist()
+        val = Pool(held_out, args.feature_size, 'held-out')
+        val_features, val_crops = torch.from_numpy(val[np.arange(len(val))]).to(device), np.diff(val.starts).tolist()
 
     def validate():
         return validation_auc(model, val_features, val_crops, held_out) if held_out else ''

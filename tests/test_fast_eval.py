@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import dataset  # as a module: pytest would take a TestSet in this namespace for a test class
-from dataset import FRAMES_PER_SNIPPET, load_stacked
+from dataset import FRAMES_PER_SNIPPET, Pool
 from protocol import chunks, rescore_near_ties, snippet_scores
 from metrics import frame_auc
 from model import VideoClassifier
@@ -65,11 +65,15 @@ def make_model(kind):
     return model
 
 
-def test_load_stacked_reads_every_file_in_place(test_files):
+def test_a_pool_stacks_the_samples_it_is_asked_for(test_files):
+    """A Pool of files [first axis, ...] gives the samples of their concatenation (one file in Fortran order)."""
     root, videos = test_files
-    stacked, lengths = load_stacked((root / 'test.list').read_text().split(), F, 'test')
-    np.testing.assert_array_equal(lengths, LENGTHS)
-    np.testing.assert_array_equal(stacked, np.concatenate(videos))
+    pool = Pool((root / 'test.list').read_text().split(), F, 'test')
+    stacked = np.concatenate(videos)
+    assert len(pool) == len(stacked) == sum(LENGTHS)
+    indices = np.random.default_rng(3).permutation(len(stacked))[:90]
+    indices[:4] = [0, len(stacked) - 1, LENGTHS[0], LENGTHS[0] - 1]  # the first and last, a file's edges
+    np.testing.assert_array_equal(pool[indices], stacked[indices])
 
 
 @pytest.mark.parametrize('kind', ['random', 'sharp', 'saturated'])

@@ -78,7 +78,7 @@ def test_select_val_keeps_the_best_validated_model(workdir, monkeypatch):
     assert [r['epoch'] for r in rows[1:]] == [str(i) for i in range(1, 11)]
     held = hold_out(read_list('list/pre-ucf-i3d-train-32.list'), 0.5, 1111)
     normal, anomalous = load_train_pools('list/pre-ucf-i3d-train-32.list', FEATURE_SIZE, 32, exclude=held)
-    assert normal.shape == anomalous.shape == (8, 32, FEATURE_SIZE)
+    assert len(normal) == len(anomalous) == 8 and normal[[0]].shape == (1, 32, FEATURE_SIZE)
 
     # the kept model is the first with the best validation AUC, recomputed here from the held-out videos
     vals = [float(r['val_auc']) for r in rows]
