@@ -37,7 +37,7 @@ def test_released_checkpoints_give_the_formula(name, da, r):
         np.testing.assert_allclose(model(torch.from_numpy(x)).double().numpy(), expected, rtol=2e-5, atol=1e-6)
     # the fast evaluation: the five videos as chunks of one batch
     chunk = torch.arange(5).repeat_interleave(28)
-    fast = model.chunk_scores(torch.from_numpy(x).reshape(-1, 1, 2048), chunk, 5)[:, 0]
+    fast = model.chunk_scores([torch.from_numpy(x).reshape(-1, 1, 2048)], chunk, 5)[:, 0]
     np.testing.assert_allclose(fast.numpy(), expected, rtol=2e-5, atol=1e-6)
 
 
