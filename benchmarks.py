@@ -11,7 +11,6 @@ line per video (for XD-Violence, the video's crop-0 file `<name>__0.npy`, which 
 """
 import glob
 import os
-import re
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -94,7 +93,8 @@ def read_frame_masks(folder):
         except Exception as e:
             raise DataError(f'{path}: not a readable .npy file ({e})')
         if mask.ndim != 1 or not np.isin(mask, (0, 1)).all():
-            raise DataError(f'{path}: expected a frame mask of 0/1 labels [frames], found {mask.dtype} {list(mask.shape)}')
+            raise DataError(f'{path}: expected a frame mask of 0/1 labels [frames], '
+                            f'found {mask.dtype} {list(mask.shape)}')
         masks[dataset.video_name(path)] = mask
     if not masks:
         raise DataError(f'{folder}: no <video>.npy frame masks in it')

@@ -33,9 +33,10 @@ from train import write_csv
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTED = ['auc', 'ap', 'auc_abnormal', 'far_normal', 'video_auc']  # from test.py's JSON
 METRICS = TESTED + ['best_test_auc']  # and the best test value of the history's headline column: UCF-Crime's
-LABELS = {'auc': 'AUC', 'ap': 'AP', 'auc_abnormal': 'AUC abnormal', 'far_normal': 'FAR normal', 'video_auc': 'video AUC',
-          'best_test_auc': 'best test AUC', 'best_test_ap': 'best test AP'}
-SHARED = ['dataset', 'T', 'feature_size', 'test_rgb_list', 'gt', 'test_split_size', 'device']  # test.py's among train.py's
+LABELS = {'auc': 'AUC', 'ap': 'AP', 'auc_abnormal': 'AUC abnormal', 'far_normal': 'FAR normal',
+          'video_auc': 'video AUC', 'best_test_auc': 'best test AUC', 'best_test_ap': 'best test AP'}
+# test.py's flags among train.py's
+SHARED = ['dataset', 'T', 'feature_size', 'test_rgb_list', 'gt', 'test_split_size', 'device']
 
 
 def parameter_count(feature_size, da, r):

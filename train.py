@@ -249,8 +249,9 @@ def main(args):
             if iteration % args.save_every == 0:
                 save_state()
             progress.update()
+            metric = benchmark.metric
             progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
-                           f'{benchmark.metric} {auc if auc == "" else f"{auc:.6f}"} max_{benchmark.metric} {best_auc:.6f}'
+                           f'{metric} {auc if auc == "" else f"{auc:.6f}"} max_{metric} {best_auc:.6f}'
                            + (f' val_auc {val:.6f}' if val != '' else ''))
     progress.close()
     save_state()

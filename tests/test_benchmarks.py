@@ -191,7 +191,7 @@ def test_other_float_types_are_read_as_float32(tmp_path, dtype):
     write_crops(tmp_path / 'w', [x[:, 0], x[:, 1]])
     np.testing.assert_array_equal(open_features(str(tmp_path / 'w__0.npy'), 4), np.array(x, dtype=np.float32))
     (tmp_path / 'test.list').write_text(f'{tmp_path}/v_i3d.npy\n{tmp_path}/w__0.npy\n')
-    test_set = dataset.TestSet(str(tmp_path / 'test.list'), None, 4)  # the fast loader copies what it cannot read in place
+    test_set = dataset.TestSet(str(tmp_path / 'test.list'), None, 4)  # load_stacked copies what it cannot read
     np.testing.assert_array_equal(test_set.features.numpy(), np.concatenate([np.array(x, dtype=np.float32)] * 2))
 
 
