@@ -3,18 +3,21 @@ import sys
 
 import torch
 
+import benchmarks
 from dataset import DataError
 from model import checkpoint_name
 
 
 def add_common_arguments(parser):
-    """The flags train.py and test.py share, with the original's names and defaults."""
+    """The flags train.py and test.py share, with the original's names and defaults (use_benchmark fills those
+    that depend on --dataset)."""
+    benchmarks.add_argument(parser)
     parser.add_argument('--da', type=int, default=64, help='hidden size of the attention')
     parser.add_argument('--r', type=int, default=3, help='attention hops')
     parser.add_argument('--T', type=int, default=32, help='segments per pooled train video')
-    parser.add_argument('--feature-size', type=int, default=2048)
-    parser.add_argument('--test-rgb-list', default='list/ucf-i3d-test.list')
-    parser.add_argument('--gt', default='list/gt-ucf.npy')
+    parser.add_argument('--feature-size', type=int, help="default: the benchmark's (2048; xd: 1024)")
+    parser.add_argument('--test-rgb-list', help='default: list/{dataset}-i3d-test.list')
+    parser.add_argument('--gt', help='default: list/gt-{dataset}.npy')
     parser.add_argument('--test-split-size', type=int, default=32, help='snippets per scored test chunk')
     parser.add_argument('--ckpt-dir', default='ckpt')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
@@ -30,10 +33,19 @@ def add_select_arguments(parser):
                         help='with --select val: the class-stratified share of train videos held out')
 
 
+def use_benchmark(args):
+    """Set args.benchmark from --dataset and give the common flags left unset the benchmark's defaults."""
+    args.benchmark = b = benchmarks.BENCHMARKS[args.dataset]
+    for key, value in (('test_rgb_list', b.test_list), ('gt', b.gt), ('feature_size', b.feature_size)):
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return b
+
+
 def run_name(args):
-    """The run's file name: checkpoint_name, marked when the selection is not the paper's."""
+    """The run's file name: checkpoint_name with the benchmark's tag, marked when the selection is not the paper's."""
     suffix = {'best': '', 'last': '-last', 'val': f'-val{args.val_fraction:g}'}[args.select]
-    return checkpoint_name(args.da, args.r, args.T, args.seed) + suffix
+    return checkpoint_name(args.da, args.r, args.T, args.seed, args.benchmark.tag) + suffix
 
 
 def check_positive(args, *names):

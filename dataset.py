@@ -1,6 +1,11 @@
-"""UCF-Crime 10-crop I3D features: list order, pooling, frame ground truth, the mapped test set and the train pools.
+"""Features on disk: list order, reading, pooling, frame ground truth, the mapped test set and the train pools.
 
-A feature file `<video>_i3d.npy` is float32 [T, crops, F]: one row per 16-frame snippet (RTFM's format).
+A video's features are [T, crops, F], one row per 16-frame snippet, in one of two layouts:
+`<video>_i3d.npy` holding all crops (RTFM's format: UCF-Crime, ShanghaiTech, and every pooled file),
+or one file per crop, `<video>__0.npy`, `<video>__1.npy`, ... each [T, F] (XD-Violence's). A list
+names a video by its one file, or by its crop-0 file. The rules of a benchmark (which videos are
+normal, how its annotation becomes frame labels) are passed in from benchmarks.py; the defaults
+here are UCF-Crime's.
 """
 import glob
 import os
@@ -13,6 +18,8 @@ from tqdm import tqdm
 
 FRAMES_PER_SNIPPET = 16
 FEATURE_SUFFIX = '_i3d.npy'
+CROP_SUFFIX = '__{}.npy'  # one file per crop: <video>__0.npy, <video>__1.npy, ...
+FIRST_CROP = CROP_SUFFIX.format(0)
 WHERE_FROM = ("UCF-Crime's I3D features are RTFM's public download (see README.md); "
               "`python synthetic.py` writes a small built-in set of the same form")
 
@@ -23,12 +30,16 @@ class DataError(Exception):
 
 # ---------------------------------------------------------------------------------------------- names
 def video_name(path):
-    """features/UCF-Test/Abuse028_x264_i3d.npy -> Abuse028_x264"""
+    """features/UCF-Test/Abuse028_x264_i3d.npy -> Abuse028_x264; features/XD-Test/<video>__0.npy -> <video>"""
     name = os.path.basename(path)
-    return name[:-len(FEATURE_SUFFIX)] if name.endswith(FEATURE_SUFFIX) else os.path.splitext(name)[0]
+    for suffix in (FEATURE_SUFFIX, FIRST_CROP):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return os.path.splitext(name)[0]
 
 
 def is_normal(path):
+    """UCF-Crime's rule: a video is normal iff its file name starts with Normal."""
     return os.path.basename(path).startswith('Normal')
 
 
@@ -37,18 +48,20 @@ def video_class(path):
     return 'Normal' if is_normal(path) else re.match(r'[A-Za-z]+', video_name(path)).group(0)
 
 
-def official_order(paths):
-    """UCF-Crime's list order: the anomalous videos, then the normal ones, each sorted by file name."""
-    return sorted(paths, key=lambda p: (is_normal(p), os.path.basename(p)))
+def official_order(paths, is_normal=is_normal):
+    """The benchmarks' list order: the anomalous videos, then the normal ones, each sorted by video name
+    (Python's string order: code points, not the locale's)."""
+    return sorted(paths, key=lambda p: (is_normal(p), video_name(p)))
 
 
-def scan_features(folder):
+def scan_features(folder, suffix=FEATURE_SUFFIX, is_normal=is_normal, where_from=WHERE_FROM):
+    """The feature files <video><suffix> in folder, in official order."""
     if not os.path.isdir(folder):
-        raise DataError(f'{folder}: no such folder. {WHERE_FROM}')
-    paths = glob.glob(os.path.join(folder, '*' + FEATURE_SUFFIX))
+        raise DataError(f'{folder}: no such folder. {where_from}')
+    paths = glob.glob(os.path.join(folder, '*' + suffix))
     if not paths:
-        raise DataError(f'{folder}: no *{FEATURE_SUFFIX} files in it. {WHERE_FROM}')
-    return official_order(paths)
+        raise DataError(f'{folder}: no *{suffix} files in it. {where_from}')
+    return official_order(paths, is_normal)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -81,18 +94,48 @@ def read_list(path):
     return paths
 
 
-def open_features(path, feature_size):
-    """Memory-map a feature file [T, crops, F], checking its form (not yet its values)."""
+def map_npy(path, ndim, feature_size, form):
+    """Memory-map one .npy file of floats whose last axis is feature_size, checking its form."""
     try:
         x = np.load(path, mmap_mode='c')  # copy-on-write: never changes the file
     except FileNotFoundError:
         raise DataError(f'{path}: no such file')
     except Exception as e:
         raise DataError(f'{path}: not a readable .npy file ({e})')
-    if x.ndim != 3 or x.dtype != np.float32 or x.shape[2] != feature_size or x.shape[0] == 0:
-        raise DataError(f'{path}: expected float32 features [T>0, crops, {feature_size}] '
-                        f'(pooled: [crops, T, {feature_size}]), found {x.dtype} {list(x.shape)}')
+    if x.ndim != ndim or x.dtype.kind != 'f' or x.shape[-1] != feature_size or x.shape[0] == 0:
+        raise DataError(f'{path}: expected float32 features {form} (float16 and float64 are converted), '
+                        f'found {x.dtype} {list(x.shape)}')
     return x
+
+
+def crop_files(path):
+    """A video's per-crop files from its crop-0 file: <video>__0.npy, __1.npy, ... up to the first missing
+    one, which must be the last (a later crop file after a gap is an error naming the missing one)."""
+    stem = path[:-len(FIRST_CROP)]
+    paths = [path]
+    while os.path.isfile(stem + CROP_SUFFIX.format(len(paths))):
+        paths.append(stem + CROP_SUFFIX.format(len(paths)))
+    if os.path.isfile(stem + CROP_SUFFIX.format(len(paths) + 1)):
+        raise DataError(f'{stem + CROP_SUFFIX.format(len(paths))}: no such file, but the video has crop files after it')
+    return paths
+
+
+def open_features(path, feature_size):
+    """One list entry as float32 [T, crops, F], its form checked (not yet its values).
+
+    A float32 file holding all crops is memory-mapped (read-only); a file of another float type is
+    read into a float32 copy, as the original's np.array(..., dtype=np.float32); a crop-0 file
+    <video>__0.npy stands for all the video's crop files, each [T, F], stacked into one copy.
+    """
+    if not os.path.basename(path).endswith(FIRST_CROP):
+        x = map_npy(path, 3, feature_size, f'[T>0, crops, {feature_size}] (pooled: [crops, T, {feature_size}])')
+        return x if x.dtype == np.float32 else np.array(x, dtype=np.float32)
+    paths = crop_files(path)
+    crops = [map_npy(p, 2, feature_size, f'[T>0, {feature_size}] (one crop of a video)') for p in paths]
+    for p, x in zip(paths[1:], crops[1:]):
+        if len(x) != len(crops[0]):
+            raise DataError(f'{p}: {len(x)} snippets, but {path} has {len(crops[0])}')
+    return np.stack(crops, axis=1).astype(np.float32, copy=False)
 
 
 def check_finite(path, x):
@@ -152,14 +195,21 @@ def frame_labels(n_frames, spans):
     return labels
 
 
-def ground_truth(test_paths, lengths, annotation):
-    """Frame labels of the test videos in list order, 16 frames per snippet, concatenated."""
+def ground_truth(test_paths, lengths, annotation, is_normal=is_normal, video_labels=frame_labels):
+    """Frame labels of the test videos in list order, 16 frames per snippet, concatenated.
+
+    annotation: {video: its entry}; video_labels(n_frames, entry) -> its n_frames labels (an entry
+    of [] for a video without one), raising ValueError where the entry does not fit the video.
+    """
     labels = []
     for path, T in zip(test_paths, lengths):
         name = video_name(path)
         if name not in annotation and not is_normal(path):
             raise DataError(f'the annotation has no row for the anomalous test video {name}')
-        labels.append(frame_labels(FRAMES_PER_SNIPPET * T, annotation.get(name, [])))
+        try:
+            labels.append(video_labels(FRAMES_PER_SNIPPET * T, annotation.get(name, [])))
+        except ValueError as e:
+            raise DataError(f'the test video {name} ({T} snippets): {e}')
     return np.concatenate(labels)
 
 
@@ -248,7 +298,7 @@ class TestSet:
             check_finite(self.paths[i], self.videos[i].cpu().numpy())
 
 
-def load_train_pools(list_path, feature_size, segments, exclude=()):
+def load_train_pools(list_path, feature_size, segments, exclude=(), is_normal=is_normal):
     """The pooled train videos (but those in exclude) as two Pools of samples [segments, F]: normal, anomalous."""
     paths = [p for p in read_list(list_path) if p not in exclude]
     pools = []
@@ -256,7 +306,7 @@ def load_train_pools(list_path, feature_size, segments, exclude=()):
         group = [p for p in paths if is_normal(p) == normal]
         if not group:
             raise DataError(f'{list_path}: lists no {"normal" if normal else "anomalous"} videos; '
-                            'training needs both (a video is normal iff its file name starts with Normal)')
+                            'training needs both (run preformer_feature.py with the same --dataset)')
         pool = Pool(group, feature_size, 'normal train' if normal else 'anomalous train')
         if pool.files[0].shape[1] != segments:
             raise DataError(f'{group[0]}: pooled to {pool.files[0].shape[1]} segments, but --T is {segments}')

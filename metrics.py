@@ -6,6 +6,7 @@
     far_normal    share of the frames of the normal test videos scored >= 0.5 (false-alarm rate)
     video_auc     ROC AUC of each test video's highest frame score against its label (anomalous: 1)
     per_class     {class: frame-level ROC AUC over that class's test videos and all normal test videos}
+                  (a video of several classes, as XD-Violence's G-B2-B6, counts in each; {} for ShanghaiTech)
 
 A metric that is undefined on the given set (an AUC without positive or without negative frames, AP
 without positives, far_normal without normal videos) is None, null in JSON.
@@ -13,7 +14,8 @@ without positives, far_normal without normal videos) is None, null in JSON.
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dataset import FRAMES_PER_SNIPPET, is_normal, video_class
+from benchmarks import UCF
+from dataset import FRAMES_PER_SNIPPET
 
 THRESHOLD = 0.5
 
@@ -46,19 +48,25 @@ def frame_metric(metric, snippet_scores, gt):
     return float(metric(labels, scores, sample_weight=weights))
 
 
-def video_auc(video_scores, paths):
+def frame_ap(snippet_scores, gt):
+    """Average precision over all frames: average_precision_score(gt, np.repeat(snippet_scores, 16))."""
+    labels, scores, weights = weighted_frames(snippet_scores, gt)
+    return average_precision_score(labels, scores, sample_weight=weights)
+
+
+def video_auc(video_scores, paths, is_normal=UCF.is_normal):
     """ROC AUC of one score per video against its label (anomalous 1, normal 0), or None where undefined."""
     labels = [not is_normal(p) for p in paths]
     return float(roc_auc_score(labels, video_scores)) if 0 < sum(labels) < len(labels) else None
 
 
-def all_metrics(snippet_scores, gt, lengths, paths):
+def all_metrics(snippet_scores, gt, lengths, paths, benchmark=UCF):
     """Every metric of the module docstring from the per-snippet scores of the test videos (in list order),
-    their frame labels, the videos' lengths in snippets and their paths."""
+    their frame labels, the videos' lengths in snippets and their paths (named as the benchmark's)."""
     of_snippet = np.repeat(np.arange(len(paths)), lengths)  # the video of each snippet
     of_frame = np.repeat(of_snippet, FRAMES_PER_SNIPPET)
-    classes = np.array([video_class(p) for p in paths])
-    normal = classes == 'Normal'
+    normal = np.array([benchmark.is_normal(p) for p in paths])
+    classes = [benchmark.classes(p) for p in paths]
 
     def auc_on(videos):
         """Frame-level AUC on the videos where the boolean mask videos holds."""
@@ -71,6 +79,7 @@ def all_metrics(snippet_scores, gt, lengths, paths):
         'ap': frame_metric(average_precision_score, snippet_scores, gt),
         'auc_abnormal': auc_on(~normal),
         'far_normal': float(np.mean(normal_scores >= THRESHOLD)) if len(normal_scores) else None,
-        'video_auc': video_auc(np.maximum.reduceat(snippet_scores, starts), paths),
-        'per_class': {c: auc_on((classes == c) | normal) for c in dict.fromkeys(classes[~normal])},
+        'video_auc': video_auc(np.maximum.reduceat(snippet_scores, starts), paths, benchmark.is_normal),
+        'per_class': {c: auc_on(np.array([c in of for of in classes]) | normal)
+                      for c in dict.fromkeys(c for of in classes for c in of)},
     }

@@ -84,8 +84,9 @@ class VideoClassifier(nn.Module):
         return torch.sigmoid((weighted / total).sum(-1) + c)
 
 
-def checkpoint_name(da, r, T, seed):
-    return f'SelfAttention-da{da}-r{r}-T{T}-seed{seed}'
+def checkpoint_name(da, r, T, seed, tag=''):
+    """SelfAttention-da64-r3-T32-seed1111, the original's; a benchmark's tag follows SelfAttention (-shanghai, -xd)."""
+    return f'SelfAttention{tag}-da{da}-r{r}-T{T}-seed{seed}'
 
 
 def save_checkpoint(model, path):

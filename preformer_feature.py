@@ -1,56 +1,81 @@
-"""Prepare UCF-Crime features: the test list, the train videos pooled to --T segments, the frame ground truth.
+"""Prepare a benchmark's features: the test list, the train videos pooled to --T segments, the frame ground truth.
 
     python preformer_feature.py --annotation Temporal_Anomaly_Annotation_for_Testing_Videos.txt
+    python preformer_feature.py --dataset shanghai --annotation test_frame_mask
+    python preformer_feature.py --dataset xd --annotation annotations.txt
+
+Every input is read and checked before any output is written: the pooled train videos are staged in a
+folder beside --out-dir, and only when all of them, the test features and the annotation are good do they
+move into place and the lists and ground truth get written. A failed run leaves the previous ones as they were.
 """
 import argparse
 import os
+import shutil
 
 from tqdm import tqdm
 
+from benchmarks import BENCHMARKS, add_argument
 from cli import run
-from dataset import (DataError, FRAMES_PER_SNIPPET, check_finite, ground_truth, open_features, pool,
-                     read_annotation, save_npy, scan_features, write_list)
+from dataset import (DataError, FEATURE_SUFFIX, FRAMES_PER_SNIPPET, check_finite, open_features, pool, save_npy,
+                     video_name, write_list)
 
 
 def main(args):
     if args.T <= 0:
         raise DataError(f'--T must be positive, got {args.T}')
-    test_paths = scan_features(args.test_dir)
-    train_paths = scan_features(args.train_dir)
+    benchmark = args.benchmark
+    test_paths = benchmark.scan(args.test_dir)
+    train_paths = benchmark.scan(args.train_dir)
+
+    annotation = benchmark.read_annotation(args.annotation) if args.annotation else None
+    lengths = [len(open_features(p, args.feature_size)) for p in test_paths]
+    gt = benchmark.ground_truth(test_paths, lengths, annotation) if annotation is not None else None
+
+    staging = f'{os.path.normpath(args.out_dir)}.tmp{os.getpid()}'
+    try:
+        pooled_names = []
+        for path in tqdm(train_paths, desc=f'pooling train videos to {args.T} segments'):
+            features = check_finite(path, open_features(path, args.feature_size))
+            pooled_names.append(video_name(path) + FEATURE_SUFFIX)  # one file per video, all its crops
+            save_npy(os.path.join(staging, pooled_names[-1]), pool(features, args.T))
+        os.makedirs(args.out_dir, exist_ok=True)
+        for name in pooled_names:
+            os.replace(os.path.join(staging, name), os.path.join(args.out_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
     write_list(args.test_list, test_paths)
-    print(f'{args.test_list}: {len(test_paths)} test videos')
-
-    if args.annotation:
-        annotation = read_annotation(args.annotation)
-        lengths = [len(open_features(p, args.feature_size)) for p in test_paths]
-        gt = ground_truth(test_paths, lengths, annotation)
+    print(f'{args.test_list}: {len(test_paths)} {benchmark.title} test videos')
+    if gt is not None:
         save_npy(args.gt, gt)
         print(f'{args.gt}: {gt.size} frame labels ({sum(lengths)} snippets x {FRAMES_PER_SNIPPET}), '
               f'{gt.mean():.2%} anomalous')
-
-    pooled_paths = []
-    for path in tqdm(train_paths, desc=f'pooling train videos to {args.T} segments'):
-        features = check_finite(path, open_features(path, args.feature_size))
-        pooled_path = os.path.join(args.out_dir, os.path.basename(path))
-        save_npy(pooled_path, pool(features, args.T))
-        pooled_paths.append(pooled_path)
-    write_list(args.train_list, pooled_paths)
-    print(f'{args.train_list}: {len(pooled_paths)} pooled train videos in {args.out_dir}')
+    write_list(args.train_list, [os.path.join(args.out_dir, name) for name in pooled_names])
+    print(f'{args.train_list}: {len(pooled_names)} pooled train videos in {args.out_dir}')
 
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--train-dir', default='features/UCF-Train', help='raw train features, <video>_i3d.npy')
-    parser.add_argument('--test-dir', default='features/UCF-Test', help='raw test features, <video>_i3d.npy')
-    parser.add_argument('--out-dir', default='preformer_features', help='where the pooled train features go')
+    add_argument(parser)
+    parser.add_argument('--train-dir', help='raw train features (default: the benchmark\'s, features/UCF-Train, '
+                                            'features/SH-Train, features/XD-Train)')
+    parser.add_argument('--test-dir', help='raw test features (default: features/UCF-Test, SH-Test, XD-Test)')
+    parser.add_argument('--out-dir', help='where the pooled train features go '
+                                          '(default: preformer_features, preformer_features-{dataset} for the others)')
     parser.add_argument('--T', type=int, default=32, help='segments per pooled train video')
-    parser.add_argument('--feature-size', type=int, default=2048)
-    parser.add_argument('--annotation', help="UCF-Crime's Temporal_Anomaly_Annotation_for_Testing_Videos.txt; "
+    parser.add_argument('--feature-size', type=int, help="default: the benchmark's (2048; xd: 1024)")
+    parser.add_argument('--annotation', help="the test annotation: UCF-Crime's "
+                                             'Temporal_Anomaly_Annotation_for_Testing_Videos.txt, ShanghaiTech\'s '
+                                             "test_frame_mask/ folder, XD-Violence's annotations.txt; "
                                              'without it no ground truth is written')
-    parser.add_argument('--test-list', default='list/ucf-i3d-test.list')
-    parser.add_argument('--train-list', help='default: list/pre-ucf-i3d-train-{T}.list')
-    parser.add_argument('--gt', default='list/gt-ucf.npy')
+    parser.add_argument('--test-list', help='default: list/{dataset}-i3d-test.list')
+    parser.add_argument('--train-list', help='default: list/pre-{dataset}-i3d-train-{T}.list')
+    parser.add_argument('--gt', help='default: list/gt-{dataset}.npy')
     args = parser.parse_args()
-    args.train_list = args.train_list or f'list/pre-ucf-i3d-train-{args.T}.list'
+    args.benchmark = b = BENCHMARKS[args.dataset]
+    defaults = dict(train_dir=b.train_dir, test_dir=b.test_dir, out_dir=b.pooled_dir, feature_size=b.feature_size,
+                    test_list=b.test_list, train_list=b.train_list(args.T), gt=b.gt)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     run(main, args, 'preformer_feature.py')

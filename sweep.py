@@ -3,13 +3,14 @@
     python sweep.py --da 32 64 128 --r 1 3 7 --seeds 1111 2222 3333
     python sweep.py --da 64 --r 3 --seeds 1 2 3 4 5 --select last --jobs 2 --max-iters 500
 
-Any other flag goes to train.py as it is, and those test.py takes too (--feature-size, --T, --test-rgb-list,
---gt, --test-split-size, --device) to test.py as well. Everything lands under --out:
+Any other flag goes to train.py as it is, and those test.py takes too (--dataset, --feature-size, --T,
+--test-rgb-list, --gt, --test-split-size, --device) to test.py as well. Everything lands under --out:
 
     ckpt/        train.py's files of each run (checkpoint, history CSV and plot)
     results/     test.py's metrics of each run's kept model (JSON)
     logs/        each run's output
     runs.csv     one row per run: its metrics, and best_test_auc, the paper's selection from its history
+                 (best_test_ap on XD-Violence, whose headline metric is the AP)
     summary.csv  mean and std (over the seeds) of each metric per (da, r); std with ddof=1
     summary.md   the same as a Markdown table of mean ± std
 """
@@ -24,15 +25,18 @@ import time
 
 import numpy as np
 
-from cli import add_common_arguments, add_select_arguments, run, run_name
+from cli import add_common_arguments, add_select_arguments, run, run_name, use_benchmark
 from dataset import DataError, write_atomic
 from model import VideoClassifier
 from train import write_csv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-METRICS = ['auc', 'ap', 'auc_abnormal', 'far_normal', 'video_auc', 'best_test_auc']
-LABELS = ['AUC', 'AP', 'AUC abnormal', 'FAR normal', 'video AUC', 'best test AUC']
-SHARED = ['T', 'feature_size', 'test_rgb_list', 'gt', 'test_split_size', 'device']  # test.py's flags among train.py's
+TESTED = ['auc', 'ap', 'auc_abnormal', 'far_normal', 'video_auc']  # from test.py's JSON
+METRICS = TESTED + ['best_test_auc']  # and the best test value of the history's headline column: UCF-Crime's
+LABELS = {'auc': 'AUC', 'ap': 'AP', 'auc_abnormal': 'AUC abnormal', 'far_normal': 'FAR normal',
+          'video_auc': 'video AUC', 'best_test_auc': 'best test AUC', 'best_test_ap': 'best test AP'}
+# test.py's flags among train.py's
+SHARED = ['dataset', 'T', 'feature_size', 'test_rgb_list', 'gt', 'test_split_size', 'device']
 
 
 def parameter_count(feature_size, da, r):
@@ -43,13 +47,15 @@ def shared_settings(train_args):
     """The values (given or default) of the flags in train_args that test.py takes too."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_common_arguments(parser)
-    return parser.parse_known_args(train_args)[0]
+    common = parser.parse_known_args(train_args)[0]
+    use_benchmark(common)
+    return common
 
 
 def run_one(args, common, da, r, seed, env):
     """Train and test one setting; returns its row of runs.csv (error: why it has no metrics, else '')."""
     name = run_name(argparse.Namespace(da=da, r=r, T=common.T, seed=seed, select=args.select,
-                                       val_fraction=args.val_fraction))
+                                       val_fraction=args.val_fraction, benchmark=common.benchmark))
     flags = ['--da', da, '--r', r, '--seed', seed, '--select', args.select, '--val-fraction', args.val_fraction,
              '--ckpt-dir', os.path.join(args.out, 'ckpt')]
     shared = [x for key in SHARED for x in ('--' + key.replace('_', '-'), getattr(common, key))]
@@ -70,18 +76,19 @@ def run_one(args, common, da, r, seed, env):
         return row
     with open(os.path.join(args.out, 'results', name + '.json')) as f:
         results = json.load(f)
+    metric = common.benchmark.metric
     with open(os.path.join(args.out, 'ckpt', name + '.csv')) as f:
-        history = [float(h['auc']) for h in csv.DictReader(f) if h['auc']]
-    return {**row, **{m: results[m] for m in METRICS[:-1]}, 'best_test_auc': max(history)}
+        history = [float(h[metric]) for h in csv.DictReader(f) if h[metric]]
+    return {**row, **{m: results[m] for m in TESTED}, f'best_test_{metric}': max(history)}
 
 
-def summarize(rows, parameters):
+def summarize(rows, parameters, metrics=METRICS):
     """Per (da, r) in sweep order: the runs without error, and each metric's mean and std over them."""
     summary = []
     for (da, r), count in parameters.items():
         done = [row for row in rows if (row['da'], row['r']) == (da, r) and not row['error']]
         entry = {'da': da, 'r': r, 'parameters': count, 'runs': len(done)}
-        for m in METRICS:
+        for m in metrics:
             values = [row[m] for row in done if row[m] is not None]  # None: undefined on this test set
             entry[m + '_mean'] = float(np.mean(values)) if values else ''
             entry[m + '_std'] = float(np.std(values, ddof=1)) if len(values) > 1 else ''
@@ -89,15 +96,15 @@ def summarize(rows, parameters):
     return summary
 
 
-def markdown(summary):
+def markdown(summary, metrics=METRICS):
     def cell(entry, m):
         mean, std = entry[m + '_mean'], entry[m + '_std']
         return '' if mean == '' else f'{mean:.4f}' + ('' if std == '' else f' ± {std:.4f}')
 
-    lines = ['| da | r | parameters | runs | ' + ' | '.join(LABELS) + ' |',
-             '|---:|---:|---:|---:|' + '---:|' * len(METRICS)]
+    lines = ['| da | r | parameters | runs | ' + ' | '.join(LABELS[m] for m in metrics) + ' |',
+             '|---:|---:|---:|---:|' + '---:|' * len(metrics)]
     lines += [f'| {e["da"]} | {e["r"]} | {e["parameters"]:,} | {e["runs"]} | '
-              + ' | '.join(cell(e, m) for m in METRICS) + ' |' for e in summary]
+              + ' | '.join(cell(e, m) for m in metrics) + ' |' for e in summary]
     return '\n'.join(lines) + '\n'
 
 
@@ -124,15 +131,17 @@ def main(args):
         futures = [pool.submit(run_one, args, common, *s, env) for s in settings]
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
             row = future.result()
-            outcome = row['error'] or f'AUC {row["auc"]:.6f}'
+            metric = common.benchmark.metric
+            outcome = row['error'] or f'{LABELS[metric]} {row[metric]:.6f}'
             print(f'[{i}/{len(settings)}] {row["name"]}: {outcome} ({row["seconds"]} s)', flush=True)
     rows = [f.result() for f in futures]  # in sweep order
 
-    columns = ['da', 'r', 'seed', 'select', *METRICS, 'seconds', 'name', 'error']
+    metrics = TESTED + [f'best_test_{common.benchmark.metric}']
+    columns = ['da', 'r', 'seed', 'select', *metrics, 'seconds', 'name', 'error']
     write_csv(os.path.join(args.out, 'runs.csv'), columns, [[row.get(c, '') for c in columns] for row in rows])
-    summary = summarize(rows, parameters)
+    summary = summarize(rows, parameters, metrics)
     write_csv(os.path.join(args.out, 'summary.csv'), list(summary[0]), [list(e.values()) for e in summary])
-    table = markdown(summary)
+    table = markdown(summary, metrics)
     write_atomic(os.path.join(args.out, 'summary.md'), lambda f: f.write(table.encode()))
     print(f'\n--select {args.select}, {len(args.seeds)} seeds per setting; mean ± std (ddof=1) over the seeds\n')
     print(table)

@@ -1,29 +1,37 @@
-"""Synthetic UCF-Crime: features in the exact form of the real 10-crop I3D features, for trying and testing.
+"""Synthetic benchmarks: features in the exact form of the real I3D features, for trying and testing.
 
-    python synthetic.py --out .        # a small set: a few seconds, about 650 MB
+    python synthetic.py --out .        # a small UCF-Crime: a few seconds, about 650 MB
     python synthetic.py --full --out bench_data   # the real set's size and counts: about 70 GB
+    python synthetic.py --dataset shanghai --out .
+    python synthetic.py --dataset xd --out .
 
-writes, named and laid out as UCF-Crime's (RTFM's feature download plus the dataset's annotation file):
+writes, named and laid out as each benchmark's real files:
 
-    features/UCF-Train/<video>_i3d.npy     float32 [T, crops, F], one row per 16-frame snippet
-    features/UCF-Test/<video>_i3d.npy
-    Temporal_Anomaly_Annotation_for_Testing_Videos.txt
+    ucf       features/UCF-Train/<video>_i3d.npy, features/UCF-Test/...   float32 [T, 10, 2048], one row per
+              Temporal_Anomaly_Annotation_for_Testing_Videos.txt          16-frame snippet (RTFM's download)
+    shanghai  features/SH-Train/<video>_i3d.npy, features/SH-Test/...    float32 [T, 10, 2048] (RTFM's)
+              test_frame_mask/<video>.npy: uint8 frame masks of the anomalous test videos, a few frames
+              shorter than 16*T (as the real videos, whose last snippet is partly padding)
+    xd        features/XD-Train/<video>__<crop>.npy, features/XD-Test/... float32 [T, 1024], one file per crop
+              annotations.txt: `<video> s1 e1 s2 e2 ...`, end exclusive, one row per violent test video
 
+with names in each benchmark's style (Abuse028_x264, 01_0014 / 01_001, Movie.2001__#00-01-02_00-03-04_label_B2-G-0),
 so that preformer_feature.py, train.py and test.py run on it unchanged. The features are a model of
 I3D features, not I3D features: non-negative (post-ReLU), a scene per video, snippets correlated in
 time, anomalies as class-specific shifts of varying strength inside the anomalous spans, look-alike
 events in normal videos, and crops that are near-copies of each other. Models rank on it roughly as
-on real features, but an AUC measured on it says nothing about real UCF-Crime.
+on real features, but an AUC measured on it says nothing about the real benchmarks.
 """
 import argparse
 import os
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from dataset import FRAMES_PER_SNIPPET, save_npy, write_atomic
+from benchmarks import BENCHMARKS
+from dataset import CROP_SUFFIX, FEATURE_SUFFIX, FRAMES_PER_SNIPPET, save_npy, write_atomic
 
 # UCF-Crime's anomaly classes with their real (train, test) video counts
 CLASSES = {'Abuse': (48, 2), 'Arrest': (45, 5), 'Arson': (41, 9), 'Assault': (47, 3), 'Burglary': (87, 13),
@@ -35,12 +43,15 @@ FULL = dict(n_train_abnormal=810, n_train_normal=800, n_test_abnormal=140, n_tes
 SMALL = dict(n_train_abnormal=81, n_train_normal=80, n_test_abnormal=14, n_test_normal=15,
              train_snippets=5_000, test_snippets=2_900)
 ANNOTATION = 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt'
+# XD-Violence's labels (B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion) with the real
+# (train, test) counts of the videos whose first label they are
+XD_CLASSES = {'B1': (445, 120), 'B2': (336, 84), 'B4': (381, 101), 'B5': (36, 8), 'B6': (393, 96), 'G': (314, 91)}
 
 
 class Video(NamedTuple):
     split: str    # 'Train' or 'Test'
     name: str     # Abuse028_x264, Normal_Videos001_x264 (train), Normal_Videos_003_x264 (test)
-    cls: str      # an anomaly class or 'Normal'
+    cls: str      # an anomaly class (XD-Violence: the first of the name's labels) or 'Normal'
     length: int   # snippets
     spans: list   # anomalous frame spans [(start, end)], inclusive; look-alike spans in a normal video
     index: int    # the video's position in the plan, which seeds its features
@@ -90,15 +101,49 @@ def video_names(rng, prefix, n_train, n_test):
             [f'{test_prefix}{i:03d}_x264' for i in sorted(numbers[:n_test])])
 
 
+def shanghai_names(rng, cls, n_train, n_test):
+    """ShanghaiTech's style: scene_number, four digits for an anomalous video (01_0014), three for a normal one."""
+    if n_train + n_test > 999:
+        raise ValueError(f'{cls}: at most 999 videos have a 3-digit number')
+    numbers = rng.permutation(np.arange(1, n_train + n_test + 1))
+    scenes = rng.integers(1, 14, n_train + n_test)  # the dataset's 13 scenes
+    digits = 3 if cls == 'Normal' else 4
+    names = [f'{scene:02d}_{number:0{digits}d}' for scene, number in zip(scenes, numbers)]
+    return sorted(names[n_test:]), sorted(names[:n_test])
+
+
+MOVIES = ['Bad.Boys.1995', 'Brave.Heart.1995', 'Deadpool.2016', 'Heat.1995', 'Ip.Man.2008', 'John.Wick.2014',
+          'Rush.Hour.1998', 'The.Bourne.Identity.2002', 'v=S-7rRLrxnVQ', 'v=u5SF4SlqNDQ']
+
+
+def xd_names(rng, cls, n_train, n_test):
+    """XD-Violence's style: <movie>__#<start>_<end>_label_<labels>, up to three labels padded with 0
+    (Deadpool.2016__#00-12-31_00-13-02_label_B2-G-0); normal videos are _label_A."""
+    names = []
+    for i in rng.permutation(n_train + n_test):  # the clip's start time numbers it: no two names alike
+        start = 60 * int(i) + int(rng.integers(0, 60))
+        clip = f'{MOVIES[int(rng.integers(len(MOVIES)))]}__#{start // 3600:02d}-{start // 60 % 60:02d}-{start % 60:02d}'
+        end = start + int(rng.integers(20, 200))
+        clip += f'_{end // 3600:02d}-{end // 60 % 60:02d}-{end % 60:02d}_label_'
+        if cls == 'Normal':
+            names.append(clip + 'A')
+        else:
+            others = [c for c in XD_CLASSES if c != cls]
+            labels = [cls] + [others[int(rng.integers(len(others)))]] * int(rng.random() < 0.25)
+            names.append(clip + '-'.join(labels + ['0'] * (3 - len(labels))))
+    return sorted(names[n_test:]), sorted(names[:n_test])
+
+
 def plan_videos(rng, n_train_abnormal, n_train_normal, n_test_abnormal, n_test_normal,
-                train_snippets, test_snippets, anomalous_share, two_span_share=0.15, lookalike_share=0.5):
-    """Every video's split, name, class, length and spans, in UCF-Crime's list order (anomalous first)."""
+                train_snippets, test_snippets, anomalous_share, two_span_share=0.15, lookalike_share=0.5, form=None):
+    """Every video's split, name, class, length and spans, in the official list order (anomalous first)."""
+    form = form or FORMS['ucf']
     names = {'Train': [], 'Test': []}
-    train_counts = apportion(n_train_abnormal, [c[0] for c in CLASSES.values()])
-    test_counts = apportion(n_test_abnormal, [c[1] for c in CLASSES.values()])
-    for cls, n_train, n_test in zip(list(CLASSES) + ['Normal'], [*train_counts, n_train_normal],
+    train_counts = apportion(n_train_abnormal, [c[0] for c in form.classes.values()])
+    test_counts = apportion(n_test_abnormal, [c[1] for c in form.classes.values()])
+    for cls, n_train, n_test in zip(list(form.classes) + ['Normal'], [*train_counts, n_train_normal],
                                     [*test_counts, n_test_normal]):
-        train, test = video_names(rng, 'Normal_Videos' if cls == 'Normal' else cls, n_train, n_test)
+        train, test = form.names(rng, cls, n_train, n_test)
         names['Train'] += [(name, cls) for name in train]
         names['Test'] += [(name, cls) for name in test]
     videos = []
@@ -132,11 +177,11 @@ def sparse_direction(rng, feature_size):
     return d / np.linalg.norm(d)
 
 
-def make_world(rng, feature_size, snr, rank=32):
+def make_world(rng, feature_size, snr, rank=32, classes=CLASSES):
     """The feature means, the nuisance basis, and each class's shift direction and strength."""
     common = sparse_direction(rng, feature_size)  # what all anomalies (and the look-alikes) share
     directions, strength = {}, {}
-    for cls in list(CLASSES) + ['Normal']:
+    for cls in list(classes) + ['Normal']:
         if cls == 'Normal':  # the look-alike events resemble the anomalies only in part
             d = 0.5 * common + sparse_direction(rng, feature_size)
         else:  # the anomaly classes share most of their direction
@@ -189,17 +234,82 @@ def annotation_row(video):
     return '  '.join([video.name + '.mp4', video.cls] + [str(x) for x in fields])
 
 
-def generate(out_dir, seed=0, crops=10, feature_size=2048, snr=1.0, anomalous_share=0.076,
-             annotation=None, overwrite=False, progress=True, **sizes):
-    """Write a synthetic set under out_dir and return its summary; sizes are SMALL's keys (default SMALL)."""
-    sizes = {**SMALL, **sizes}
+def write_ucf_annotation(path, test):
+    """UCF-Crime's Temporal_Anomaly_Annotation_for_Testing_Videos.txt: a row per test video, spans inclusive."""
+    write_atomic(path, lambda f: f.write(''.join(annotation_row(v) + '\n' for v in test).encode()))
+
+
+def write_frame_masks(folder, test):
+    """ShanghaiTech's test_frame_mask/: per anomalous test video its uint8 mask over the video's frames, 0 to 15
+    frames fewer than the 16*T its features cover (the last snippet is partly padding)."""
+    os.makedirs(folder, exist_ok=True)
+    for f in os.listdir(folder):
+        if f.endswith('.npy'):
+            os.remove(os.path.join(folder, f))
+    for v in test:
+        if v.cls != 'Normal':
+            labels = np.zeros(FRAMES_PER_SNIPPET * v.length, np.uint8)
+            for start, end in v.spans:
+                labels[start:end + 1] = 1
+            save_npy(os.path.join(folder, v.name + '.npy'), labels[:len(labels) - 7 * v.index % FRAMES_PER_SNIPPET])
+
+
+def write_xd_annotation(path, test):
+    """XD-Violence's annotations.txt: a row `name s1 e1 s2 e2 ...` per violent test video, end exclusive."""
+    rows = [' '.join([v.name] + [f'{start} {end + 1}' for start, end in v.spans]) for v in test if v.cls != 'Normal']
+    write_atomic(path, lambda f: f.write(''.join(row + '\n' for row in rows).encode()))
+
+
+class Form(NamedTuple):
+    """How a benchmark's synthetic set is made: its classes, names, sizes and annotation."""
+    classes: dict             # anomaly class -> real (train, test) video counts
+    names: Callable           # (rng, class or 'Normal', n_train, n_test) -> (train names, test names), each sorted
+    small: dict               # plan_videos' sizes: the default set
+    full: dict                # the real set's counts
+    anomalous_share: float    # of the test frames
+    two_span_share: float     # of the anomalous test videos
+    annotation: str           # the annotation's default name under OUT
+    write_annotation: Callable  # (path, test videos)
+
+
+FORMS = {
+    'ucf': Form(CLASSES, lambda rng, cls, n_train, n_test: video_names(
+        rng, 'Normal_Videos' if cls == 'Normal' else cls, n_train, n_test),
+        SMALL, FULL, 0.076, 0.15, ANNOTATION, write_ucf_annotation),
+    # the real counts of videos; the snippet totals are estimates
+    'shanghai': Form({'Anomalous': (63, 44)}, shanghai_names,
+                     dict(n_train_abnormal=32, n_train_normal=80, n_test_abnormal=15, n_test_normal=50,
+                          train_snippets=5_000, test_snippets=3_000),
+                     dict(n_train_abnormal=63, n_train_normal=175, n_test_abnormal=44, n_test_normal=155,
+                          train_snippets=17_000, test_snippets=10_000),
+                     0.1, 0.15, 'test_frame_mask', write_frame_masks),
+    'xd': Form(XD_CLASSES, xd_names,
+               dict(n_train_abnormal=95, n_train_normal=100, n_test_abnormal=25, n_test_normal=15,
+                    train_snippets=6_000, test_snippets=3_000),
+               dict(n_train_abnormal=1905, n_train_normal=2049, n_test_abnormal=500, n_test_normal=300,
+                    train_snippets=420_000, test_snippets=90_000),
+               0.2, 0.4, 'annotations.txt', write_xd_annotation),
+}
+
+
+def generate(out_dir, seed=0, crops=None, feature_size=None, snr=1.0, anomalous_share=None,
+             annotation=None, overwrite=False, progress=True, dataset='ucf', **sizes):
+    """Write a synthetic set of the benchmark (a key of benchmarks.BENCHMARKS) under out_dir and return its
+    summary; sizes are plan_videos' (default: the benchmark's small set); crops and feature_size default
+    to the benchmark's."""
+    benchmark, form = BENCHMARKS[dataset], FORMS[dataset]
+    crops, feature_size = crops or benchmark.crops, feature_size or benchmark.feature_size
+    sizes = {**form.small, **sizes}
     rng = np.random.default_rng(seed)
-    videos = plan_videos(rng, anomalous_share=anomalous_share, **sizes)
-    world = make_world(rng, feature_size, snr)
-    folders = {split: os.path.join(out_dir, 'features', f'UCF-{split}') for split in ('Train', 'Test')}
+    videos = plan_videos(rng, anomalous_share=form.anomalous_share if anomalous_share is None else anomalous_share,
+                         two_span_share=form.two_span_share, form=form, **sizes)
+    world = make_world(rng, feature_size, snr, classes=form.classes)
+    per_crop = benchmark.suffix != FEATURE_SUFFIX
+    folders = {split: os.path.join(out_dir, benchmark.train_dir if split == 'Train' else benchmark.test_dir)
+               for split in ('Train', 'Test')}
     for folder in folders.values():
         os.makedirs(folder, exist_ok=True)
-        old = [f for f in os.listdir(folder) if f.endswith('_i3d.npy')]
+        old = [f for f in os.listdir(folder) if f.endswith(FEATURE_SUFFIX) or per_crop and f.endswith('.npy')]
         if old and not overwrite:
             raise FileExistsError(f'{folder} already holds {len(old)} feature files; pass --overwrite to replace them')
         for f in old:
@@ -207,10 +317,15 @@ def generate(out_dir, seed=0, crops=10, feature_size=2048, snr=1.0, anomalous_sh
 
     for video in tqdm(videos, desc='writing synthetic videos', disable=not progress, leave=False):
         x = video_features(np.random.default_rng([seed, video.index]), world, video, crops)
-        save_npy(os.path.join(folders[video.split], video.name + '_i3d.npy'), x)
+        stem = os.path.join(folders[video.split], video.name)
+        if per_crop:  # XD-Violence: one [T, F] file per crop
+            for crop in range(crops):
+                save_npy(stem + CROP_SUFFIX.format(crop), np.ascontiguousarray(x[:, crop]))
+        else:
+            save_npy(stem + FEATURE_SUFFIX, x)
     test = [v for v in videos if v.split == 'Test']
-    annotation = annotation or os.path.join(out_dir, ANNOTATION)
-    write_atomic(annotation, lambda f: f.write(''.join(annotation_row(v) + '\n' for v in test).encode()))
+    annotation = annotation or os.path.join(out_dir, form.annotation)
+    form.write_annotation(annotation, test)
 
     frames = FRAMES_PER_SNIPPET * sum(v.length for v in test)
     anomalous = sum(e - s + 1 for v in test if v.cls != 'Normal' for s, e in v.spans)
@@ -222,34 +337,41 @@ def generate(out_dir, seed=0, crops=10, feature_size=2048, snr=1.0, anomalous_sh
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', default='.', help='root folder: features/UCF-Train, features/UCF-Test, annotation')
+    parser.add_argument('--dataset', choices=list(BENCHMARKS), default='ucf',
+                        help='the benchmark whose form to write: ucf, shanghai, xd (default: ucf)')
+    parser.add_argument('--out', default='.', help="root folder: the benchmark's feature folders and annotation")
     parser.add_argument('--seed', type=int, default=0, help='the same seed and flags give byte-identical files')
-    parser.add_argument('--full', action='store_true', help="the real set's size and counts (about 70 GB)")
+    parser.add_argument('--full', action='store_true', help="the real set's size and counts (UCF-Crime: about "
+                                                            '70 GB; the others\' snippet totals are estimates)')
     for key, value in SMALL.items():
         parser.add_argument('--' + key.replace('_', '-'), type=int, metavar='N',
-                            help=f'default {value}, with --full {FULL[key]}' +
+                            help=f'UCF-Crime: default {value}, with --full {FULL[key]}' +
                                  (' (in all, over all videos of the split)' if 'snippets' in key else ''))
-    parser.add_argument('--crops', type=int, default=10, help='crops per snippet')
-    parser.add_argument('--feature-size', type=int, default=2048, help='features per crop (I3D: 2048)')
+    parser.add_argument('--crops', type=int, help="crops per snippet (default: the benchmark's, 10; xd: 5)")
+    parser.add_argument('--feature-size', type=int, help="features per crop (default: I3D's, 2048; xd: 1024)")
     parser.add_argument('--snr', type=float, default=1.0,
                         help='difficulty: how far anomalies move the features they affect, in noise standard '
                              'deviations (higher is easier; 1: a trained model scores about 0.85-0.95 AUC)')
-    parser.add_argument('--anomalous-share', type=float, default=0.076,
-                        help='the share of test frames inside anomalous spans (real: 7.6%%)')
-    parser.add_argument('--annotation', help=f'where the test annotation goes (default: OUT/{ANNOTATION})')
+    parser.add_argument('--anomalous-share', type=float,
+                        help='the share of test frames inside anomalous spans (default UCF-Crime: the real 7.6%%; '
+                             'shanghai: 10%%, xd: 20%%)')
+    parser.add_argument('--annotation', help=f'where the test annotation goes (default: OUT/{ANNOTATION}, '
+                                             'OUT/test_frame_mask, OUT/annotations.txt)')
     parser.add_argument('--overwrite', action='store_true', help='replace the feature files already in OUT')
     args = parser.parse_args()
+    form = FORMS[args.dataset]
     sizes = {k: getattr(args, k) for k in SMALL if getattr(args, k) is not None}
     start = time.time()
     try:
         s = generate(args.out, seed=args.seed, crops=args.crops, feature_size=args.feature_size, snr=args.snr,
                      anomalous_share=args.anomalous_share, annotation=args.annotation, overwrite=args.overwrite,
-                     **{**(FULL if args.full else SMALL), **sizes})
+                     dataset=args.dataset, **{**(form.full if args.full else form.small), **sizes})
     except (ValueError, FileExistsError) as e:
         parser.error(str(e))
-    print(f"synthetic UCF-Crime in {args.out}: {s['train_videos']} train + {s['test_videos']} test videos, "
-          f"{s['train_snippets']:,} + {s['test_snippets']:,} snippets, {s['test_frames']:,} test frames "
-          f"({s['anomalous_share']:.1%} anomalous), {s['megabytes']:,.0f} MB in {time.time() - start:.1f} s")
+    print(f"synthetic {BENCHMARKS[args.dataset].title} in {args.out}: {s['train_videos']} train + "
+          f"{s['test_videos']} test videos, {s['train_snippets']:,} + {s['test_snippets']:,} snippets, "
+          f"{s['test_frames']:,} test frames ({s['anomalous_share']:.1%} anomalous), {s['megabytes']:,.0f} MB "
+          f"in {time.time() - start:.1f} s")
 
 
 if __name__ == '__main__':

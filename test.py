@@ -1,8 +1,10 @@
-"""Score a trained model on the UCF-Crime test set: the paper's frame-level ROC AUC (its Table 3) and the
-field's other metrics, all from the same per-snippet scores, printed and written to results/<checkpoint>.json.
+"""Score a trained model on a benchmark's test set: its headline metric (UCF-Crime and ShanghaiTech: the
+frame-level ROC AUC, the paper's Table 3; XD-Violence: the frame-level AP) and the field's other metrics,
+all from the same per-snippet scores, printed and written to results/<checkpoint>.json.
 
     python test.py --da 64 --r 3 --seed 9111 --test-split-size 28
     python test.py --select last --plot --plot-videos Arrest001_x264 Normal_Videos_003_x264
+    python test.py --dataset xd --da 64 --r 3
 
 The metrics are defined in metrics.py; --plot draws the ROC curve and, for a few videos, the score over
 frames with the annotated spans shaded and the attention weights below it.
@@ -11,8 +13,9 @@ import argparse
 import json
 import os
 
-from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name
-from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, is_normal, video_name, write_atomic
+from benchmarks import UCF
+from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name, use_benchmark
+from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, video_name, write_atomic
 from metrics import all_metrics
 from model import VideoClassifier, load_checkpoint
 from protocol import snippet_scores
@@ -33,7 +36,7 @@ def print_table(results):
             row(key, value)
 
 
-def chosen_videos(paths, names, n_anomalous=3, n_normal=2):
+def chosen_videos(paths, names, is_normal=UCF.is_normal, n_anomalous=3, n_normal=2):
     """The indices of the named test videos, by default the first few anomalous and normal ones."""
     if not names:
         anomalous = [i for i, p in enumerate(paths) if not is_normal(p)]
@@ -69,11 +72,13 @@ def main(args):
     ckpt = args.ckpt or os.path.join(args.ckpt_dir, run_name(args) + '.pth')
     model = load_checkpoint(ckpt, VideoClassifier(args.feature_size, args.da, args.r)).to(device).eval()
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
-    videos = chosen_videos(test_set.paths, args.plot_videos) if args.plot or args.plot_videos else None
+    benchmark = args.benchmark
+    drawn = args.plot or args.plot_videos
+    videos = chosen_videos(test_set.paths, args.plot_videos, is_normal=benchmark.is_normal) if drawn else None
     scores = snippet_scores(model, test_set, args.test_split_size)
-    metrics = all_metrics(scores, test_set.gt, test_set.lengths, test_set.paths)
-    # the original's line, which people's scripts parse
-    print(f'model : SelfAttention-da{args.da}-r{args.r} , auc_score : {metrics["auc"]}')
+    metrics = all_metrics(scores, test_set.gt, test_set.lengths, test_set.paths, benchmark)
+    # the original's line, which people's scripts parse (on XD-Violence: ap_score, its headline metric)
+    print(f'model : SelfAttention-da{args.da}-r{args.r} , {benchmark.metric}_score : {metrics[benchmark.metric]}')
 
     results = {**metrics, 'test_split_size': args.test_split_size, 'videos': len(test_set.paths),
                'frames': int(test_set.gt.size), 'checkpoint': ckpt}
@@ -92,11 +97,13 @@ if __name__ == '__main__':
     parser.add_argument('--seed', type=int, default=1111, help='seed in the checkpoint name')
     add_select_arguments(parser)
     parser.add_argument('--ckpt', help='checkpoint path (default: the name train.py gives the run with these flags, '
-                                       'ckpt/SelfAttention-da{da}-r{r}-T{T}-seed{seed}.pth for --select best)')
+                                       'ckpt/SelfAttention-da{da}-r{r}-T{T}-seed{seed}.pth for --select best, '
+                                       'ckpt/SelfAttention-xd-da... on XD-Violence)')
     parser.add_argument('--out-dir', default='results', help='where the JSON (and --plot\'s figures) go')
     parser.add_argument('--plot', action='store_true', help='also draw the ROC curve and a few videos as PNGs')
     parser.add_argument('--plot-videos', nargs='+', metavar='NAME',
                         help='the test videos to draw (implies --plot), e.g. Abuse028_x264 (default: the first '
                              '3 anomalous and the first 2 normal ones)')
     args = parser.parse_args()
+    use_benchmark(args)
     run(main, args, 'test.py')

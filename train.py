@@ -1,10 +1,13 @@
 """Train the paper's classifier from video-level labels, evaluating the test AUC after every iteration.
 
     python train.py --da 64 --r 3
+    python train.py --dataset xd --da 64 --r 3
 
 Step for step the authors' run: with the same seed, data and device it gives their sequence of AUCs.
 The best model so far is kept in ckpt/SelfAttention-da{da}-r{r}-T{T}-seed{seed}.pth, its history in
 the .csv beside it (plotted in the .png), and the state to --resume from in the .state.pt beside it.
+On another benchmark the names carry its tag (SelfAttention-shanghai-..., SelfAttention-xd-...), and
+"the test AUC" is its headline metric: the frame-level AP on XD-Violence, as RTFM selects there.
 
 That is the paper's selection: the best of thousands of evaluations on the test set itself. The
 selections that never look at test labels, --select last and --select val, name their files
@@ -20,14 +23,13 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name
-from dataset import (DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class,
-                     write_atomic)
-from metrics import frame_auc, video_auc
+from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name, use_benchmark
+from dataset import DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class, write_atomic
+from metrics import frame_ap, frame_auc, video_auc
 from model import VideoClassifier, save_checkpoint
 from protocol import snippet_scores
 
-HISTORY_HEADER = ['iteration', 'epoch', 'loss', 'auc']
+HISTORY_HEADER = ['iteration', 'epoch', 'loss']  # then the headline metric's column: auc (ap on XD-Violence)
 
 
 class PairedSampler:
@@ -106,7 +108,7 @@ def set_rng_state(state, device):
         torch.cuda.set_rng_state(state['cuda'], device)
 
 
-def hold_out(paths, fraction, seed):
+def hold_out(paths, fraction, seed, stratum=video_class):
     """--select val's held-out train videos, in list order: a class-stratified share of them.
 
     Within each class the videos are shuffled by a generator of their own (the global RNGs, and so
@@ -114,21 +116,21 @@ def hold_out(paths, fraction, seed):
     is taken, so that each class gives its share to within one video.
     """
     rng = np.random.default_rng(seed)
-    ordered = [p for c in sorted({video_class(p) for p in paths})
-               for p in rng.permutation([p for p in paths if video_class(p) == c]).tolist()]
+    ordered = [p for c in sorted({stratum(p) for p in paths})
+               for p in rng.permutation([p for p in paths if stratum(p) == c]).tolist()]
     taken = np.diff(np.floor(fraction * np.arange(len(ordered) + 1))) > 0
     chosen = {p for p, t in zip(ordered, taken) if t}
     return [p for p in paths if p in chosen]
 
 
 @torch.no_grad()
-def validation_auc(model, features, crops, paths):
+def validation_auc(model, features, crops, paths, is_normal=is_normal):
     """Video-level AUC on held-out videos: a video's score is the mean over its crops of the eval-mode score."""
     was_training = model.training
     model.eval()
     scores = [s.mean().item() for s in model(features).split(crops)]
     model.train(was_training)
-    return video_auc(scores, paths)
+    return video_auc(scores, paths, is_normal)
 
 
 def write_csv(path, header, rows):
@@ -148,7 +150,9 @@ def main(args):
     name = run_name(args)
     ckpt_path, history_path, state_path, plot_path = (os.path.join(args.ckpt_dir, name + ext)
                                                       for ext in ('.pth', '.csv', '.state.pt', '.png'))
-    header = HISTORY_HEADER + ['val_auc'] * (args.select == 'val')
+    benchmark, label = args.benchmark, args.benchmark.metric.upper()
+    header = HISTORY_HEADER + [benchmark.metric] + ['val_auc'] * (args.select == 'val')
+    headline = {'auc': frame_auc, 'ap': frame_ap}[benchmark.metric]
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -159,8 +163,8 @@ def main(args):
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
     held_out = []
     if args.select == 'val':
-        held_out = hold_out(read_list(args.pre_rgb_list), args.val_fraction, args.seed)
-        n_normal = sum(map(is_normal, held_out))
+        held_out = hold_out(read_list(args.pre_rgb_list), args.val_fraction, args.seed, benchmark.stratum)
+        n_normal = sum(map(benchmark.is_normal, held_out))
         print(f'--select val: {n_normal} normal and {len(held_out) - n_normal} anomalous train videos held out')
         if n_normal in (0, len(held_out)):
             raise DataError(f'--val-fraction {args.val_fraction} holds out no normal or no anomalous video; '
@@ -169,14 +173,14 @@ def main(args):
         val_features, val_crops = torch.from_numpy(val[np.arange(len(val))]).to(device), np.diff(val.starts).tolist()
 
     def validate():
-        return validation_auc(model, val_features, val_crops, held_out) if held_out else ''
+        return validation_auc(model, val_features, val_crops, held_out, benchmark.is_normal) if held_out else ''
 
     def evaluate():
         # The authors evaluated by iterating a torch DataLoader, and every such iteration draws one
         # base seed from torch's global generator. Drawing it here too keeps the dropout masks, and
         # so the whole run, identical to theirs.
         torch.empty((), dtype=torch.int64).random_()
-        return frame_auc(snippet_scores(model, test_set, args.test_split_size), test_set.gt)
+        return headline(snippet_scores(model, test_set, args.test_split_size), test_set.gt)
 
     if args.resume:
         if not os.path.isfile(state_path):
@@ -184,7 +188,8 @@ def main(args):
         state = torch.load(state_path, map_location='cpu', weights_only=False)
         if state['args'] != run_identity(args):
             raise DataError(f'{state_path}: was saved by a run with {state["args"]}, not {run_identity(args)}')
-        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out)
+        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out,
+                                             benchmark.is_normal)
         sampler = PairedSampler(len(normal), len(anomalous), args.batch_size)
         sampler.load_state_dict(state['sampler'])
         model.load_state_dict(state['model'])
@@ -197,12 +202,13 @@ def main(args):
     else:
         first_auc = evaluate()
         history, best_auc = [[0, '', '', float(first_auc)]], first_auc
-        print(f'{name}: AUC before training {first_auc:.6f}')
+        print(f'{name}: {label} before training {first_auc:.6f}')
         best_val = validate()
         if held_out:  # the untrained model is kept until a trained one validates better
             history[0].append(best_val)
             save_checkpoint(model, ckpt_path)
-        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out)
+        normal, anomalous = load_train_pools(args.pre_rgb_list, args.feature_size, args.T, held_out,
+                                             benchmark.is_normal)
         if min(len(normal), len(anomalous)) <= args.batch_size:
             raise DataError(f'{args.pre_rgb_list}: {len(normal)} normal and {len(anomalous)} anomalous samples '
                             f'(videos x crops); each pool needs more than --batch-size {args.batch_size}')
@@ -244,8 +250,9 @@ def main(args):
             if iteration % args.save_every == 0:
                 save_state()
             progress.update()
+            metric = benchmark.metric
             progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
-                           f'auc {auc if auc == "" else f"{auc:.6f}"} max_auc {best_auc:.6f}'
+                           f'{metric} {auc if auc == "" else f"{auc:.6f}"} max_{metric} {best_auc:.6f}'
                            + (f' val_auc {val:.6f}' if val != '' else ''))
     progress.close()
     save_state()
@@ -253,30 +260,31 @@ def main(args):
         save_checkpoint(model, ckpt_path)
     from plots import plot_history  # matplotlib only when drawing, as in test.py: 0.4 s of start-up
     plot_history(header, history, plot_path, name)
-    report(args, history, test_set, model, ckpt_path, len(held_out))
+    report(args, history, test_set, model, ckpt_path, len(held_out), headline, label)
     print(f'history in {history_path}, plotted in {plot_path}')
 
 
-def report(args, history, test_set, model, ckpt_path, n_held_out):
-    """The end-of-run summary: the paper's best test AUC, the last one, and what --select kept."""
+def report(args, history, test_set, model, ckpt_path, n_held_out, headline=frame_auc, label='AUC'):
+    """The end-of-run summary: the paper's best test AUC (or the benchmark's headline metric, label), the last
+    one, and what --select kept."""
     evaluated = [row for row in history if row[3] != '']
     best = max(evaluated, key=lambda row: row[3])  # the first of equals, as the strict improvement kept
     last_auc = history[-1][3]
     if last_auc == '':  # not evaluated at the last iteration: score the final model (no RNG draw)
-        last_auc = float(frame_auc(snippet_scores(model, test_set, args.test_split_size), test_set.gt))
-    print(f'best test AUC {best[3]:.6f} at iteration {best[0]}: the paper\'s selection, the best of '
+        last_auc = float(headline(snippet_scores(model, test_set, args.test_split_size), test_set.gt))
+    print(f'best test {label} {best[3]:.6f} at iteration {best[0]}: the paper\'s selection, the best of '
           f'{len(evaluated)} evaluations on the test set itself')
-    print(f'test AUC at the last iteration ({history[-1][0]}): {last_auc:.6f}')
+    print(f'test {label} at the last iteration ({history[-1][0]}): {last_auc:.6f}')
     if args.select == 'best' and not os.path.isfile(ckpt_path):
-        print(f'no iteration beat the AUC before training ({history[0][3]:.6f}): no checkpoint written')
+        print(f'no iteration beat the {label} before training ({history[0][3]:.6f}): no checkpoint written')
     elif args.select == 'best':
-        print(f'kept the best test AUC (iteration {best[0]}) in {ckpt_path}')
+        print(f'kept the best test {label} (iteration {best[0]}) in {ckpt_path}')
     elif args.select == 'last':
-        print(f'kept the last model (iteration {history[-1][0]}, test AUC {last_auc:.6f}) in {ckpt_path}')
+        print(f'kept the last model (iteration {history[-1][0]}, test {label} {last_auc:.6f}) in {ckpt_path}')
     else:
         kept = max((row for row in evaluated if row[4] != ''), key=lambda row: row[4])
         print(f'kept the best validation AUC {kept[4]:.6f} on {n_held_out} held-out train videos (iteration '
-              f'{kept[0]}, test AUC {kept[3]:.6f}) in {ckpt_path}')
+              f'{kept[0]}, test {label} {kept[3]:.6f}) in {ckpt_path}')
 
 
 def run_identity(args):
@@ -294,11 +302,14 @@ if __name__ == '__main__':
     parser.add_argument('--max-epoch', type=int, default=10)
     parser.add_argument('--max-iters', type=int, help='stop after this many iterations (default: all epochs)')
     parser.add_argument('--lr', type=float, default=1e-3)
-    parser.add_argument('--pre-rgb-list', default='list/pre-ucf-i3d-train-32.list')
+    parser.add_argument('--pre-rgb-list', help='default: list/pre-{dataset}-i3d-train-32.list (as the original, '
+                                               'whatever --T)')
     parser.add_argument('--eval-every', type=int, default=1,
                         help='evaluate the test AUC every N iterations (1: the paper, after each)')
     parser.add_argument('--save-every', type=int, default=50, help='save the state to --resume from every N iterations')
     parser.add_argument('--resume', action='store_true', help='continue the interrupted run with these settings')
     add_select_arguments(parser)
     args = parser.parse_args()
+    benchmark = use_benchmark(args)
+    args.pre_rgb_list = args.pre_rgb_list or benchmark.train_list(32)
     run(main, args, 'train.py')
