@@ -195,6 +195,12 @@ def frame_labels(n_frames, spans):
     return labels
 
 
+def spans(labels):
+    """[(start, end)] of the runs of nonzero values in an array of frame labels (or a boolean mask), end exclusive."""
+    edges = np.diff(np.concatenate([[0], labels > 0, [0]]).astype(np.int8))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def ground_truth(test_paths, lengths, annotation, is_normal=is_normal, video_labels=frame_labels):
     """Frame labels of the test videos in list order, 16 frames per snippet, concatenated.
 

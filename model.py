@@ -97,24 +97,37 @@ def save_checkpoint(model, path):
     os.replace(path + '.tmp', path)
 
 
-def load_checkpoint(path, model):
-    """Load a checkpoint of this project or the authors' into model, checking every shape first."""
+def load_checkpoint(path, model=None):
+    """Load a checkpoint of this project or the authors' into model, checking every shape first; without a
+    model, into one built with the checkpoint's own feature size, da and r (read off its attention's shapes)."""
     if not os.path.isfile(path):
         raise DataError(f'{path}: checkpoint not found')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise DataError(f'{path}: not a readable PyTorch checkpoint ({e.__class__.__name__})')
+    keys = sorted(VideoClassifier(1, 1, 1).state_dict())
+    if not isinstance(state, dict) or sorted(state) != keys:
+        raise DataError(f'{path}: not a SelfAttention checkpoint (its keys are not {keys})')
+    model = model or VideoClassifier(*setting(state))
     expected = model.state_dict()
-    if not isinstance(state, dict) or set(state) != set(expected):
-        raise DataError(f'{path}: not a SelfAttention checkpoint (its keys are not {sorted(expected)})')
-    if any(state[k].shape != v.shape for k, v in expected.items()):
-        raise DataError(f'{path}: checkpoint has {_setting(state)}, the model was built with '
-                        f'{_setting(expected)}: pass --da/--r/--feature-size to match')
+    if setting(state) != setting(expected):
+        raise DataError(f'{path}: checkpoint has {describe(state)}, the model was built with '
+                        f'{describe(expected)}: pass --da/--r/--feature-size to match')
+    for key, value in expected.items():
+        if state[key].shape != value.shape:
+            raise DataError(f'{path}: a damaged checkpoint: {key} has shape {list(state[key].shape)}, which does '
+                            f'not fit the {describe(state)} of its attention')
     model.load_state_dict(state)
     return model
 
 
-def _setting(state):
+def setting(state):
+    """(feature size, da, r) of a SelfAttention state dict."""
     (da, feature_size), r = state['self_anttention.0.weight'].shape, len(state['self_anttention.2.weight'])
+    return feature_size, da, r
+
+
+def describe(state):
+    feature_size, da, r = setting(state)
     return f'da={da}, r={r}, feature size {feature_size}'

@@ -64,30 +64,25 @@ def video_attention(model, features, split_size):
     return torch.cat(chunks).cpu().numpy()
 
 
-def spans(labels):
-    """[(start, end)] of the runs of 1 in a 0/1 array, end exclusive."""
-    edges = np.diff(np.concatenate([[0], labels > 0, [0]]).astype(int))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
-
-
-def plot_video(name, snippet_scores, gt, attention, split_size, path):
-    """One test video: the score over frames with the annotated spans shaded, and the r attention
-    weights over time below it (the salient snippets the model looks at), chunk borders dotted."""
-    frames = np.arange(len(gt))
+def plot_scores(title, frame_scores, shaded, attention, split_size, path, threshold=THRESHOLD, fps=None):
+    """One video: its score over frames (over seconds, given fps) with the spans of frames in shaded shaded and
+    the threshold dotted, and below it the r attention weights of its snippets (the salient snippets the model
+    looks at), the test protocol's chunk borders dotted."""
+    unit = 1 / fps if fps else 1  # the x axis's unit in frames
     fig = Figure(figsize=(9, 5))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    for start, end in spans(gt):
+    for start, end in shaded:
         for ax in (top, bottom):
-            ax.axvspan(start, end, color='tab:red', alpha=0.15, lw=0)
-    top.plot(frames, np.repeat(snippet_scores, FRAMES_PER_SNIPPET), color='tab:blue', lw=1.2, label='anomaly score')
-    top.axhline(THRESHOLD, color='gray', ls=':', lw=0.8)
-    top.set(ylim=(-0.02, 1.02), ylabel='score', title=f'{name} (shaded: annotated anomaly)')
+            ax.axvspan(start * unit, end * unit, color='tab:red', alpha=0.15, lw=0)
+    top.plot(np.arange(len(frame_scores)) * unit, frame_scores, color='tab:blue', lw=1.2, label='anomaly score')
+    top.axhline(threshold, color='gray', ls=':', lw=0.8, label=f'threshold {threshold:g}')
+    top.set(ylim=(-0.02, 1.02), ylabel='score', title=title)
     top.legend(loc='upper right')
     snippet_frames = FRAMES_PER_SNIPPET * np.arange(len(attention)) + FRAMES_PER_SNIPPET / 2
     for j in range(attention.shape[1]):
-        bottom.plot(snippet_frames, attention[:, j], lw=1, label=f'hop {j + 1}')
+        bottom.plot(snippet_frames * unit, attention[:, j], lw=1, label=f'hop {j + 1}')
     for border in range(split_size, len(attention), split_size):
-        bottom.axvline(FRAMES_PER_SNIPPET * border, color='gray', ls=':', lw=0.6)
-    bottom.set(xlabel='frame', ylabel='attention', xlim=(0, len(gt)))
+        bottom.axvline(FRAMES_PER_SNIPPET * border * unit, color='gray', ls=':', lw=0.6)
+    bottom.set(xlabel='time (s)' if fps else 'frame', ylabel='attention', xlim=(0, len(frame_scores) * unit))
     bottom.legend(loc='upper right', ncol=attention.shape[1], fontsize='small')
     save_png(fig, path)

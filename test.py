@@ -13,9 +13,11 @@ import argparse
 import json
 import os
 
+import numpy as np
+
 from benchmarks import UCF
 from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name, use_benchmark
-from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, video_name, write_atomic
+from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, spans, video_name, write_atomic
 from metrics import all_metrics
 from model import VideoClassifier, load_checkpoint
 from protocol import snippet_scores
@@ -51,7 +53,7 @@ def chosen_videos(paths, names, is_normal=UCF.is_normal, n_anomalous=3, n_normal
 
 
 def plot(args, stem, model, test_set, scores, auc, videos):
-    from plots import plot_roc, plot_video, video_attention  # matplotlib only when drawing: 0.4 s of start-up
+    from plots import plot_roc, plot_scores, video_attention  # matplotlib only when drawing: 0.4 s of start-up
 
     if auc is not None:  # else the test set lacks anomalous or normal frames: no ROC curve
         roc_path = os.path.join(args.out_dir, f'{stem}-roc.png')
@@ -62,7 +64,8 @@ def plot(args, stem, model, test_set, scores, auc, videos):
         attention = video_attention(model, test_set.videos[i], args.test_split_size)
         path = os.path.join(args.out_dir, f'{stem}-{video_name(test_set.paths[i])}.png')
         gt = test_set.gt[FRAMES_PER_SNIPPET * start:FRAMES_PER_SNIPPET * end]
-        plot_video(video_name(test_set.paths[i]), scores[start:end], gt, attention, args.test_split_size, path)
+        plot_scores(f'{video_name(test_set.paths[i])} (shaded: annotated anomaly)',
+                    np.repeat(scores[start:end], FRAMES_PER_SNIPPET), spans(gt), attention, args.test_split_size, path)
         print(f'scores and attention in {path}')
 
 

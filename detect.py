@@ -1,0 +1,200 @@
+"""The anomalous moments of your own videos: per-frame scores, events and figures from a trained checkpoint.
+
+    python detect.py clip.mp4 --ckpt ckpt/SelfAttention-da64-r3-T32-seed9111.pth --weights i3d_r50_kinetics.pth
+    python detect.py videos/ --video-out --ckpt ckpt/mine.pth --weights i3d_baseline_32x2_IN_pretrain_400k.pkl
+    python detect.py features/UCF-Test/Arrest001_x264_i3d.npy --ckpt ckpt/SelfAttention-da64-r3-T32-seed1111.pth
+
+A video's 10-crop I3D features are extracted as extract_features.py makes them, into --features-dir, where
+they are found again: scoring again, with another checkpoint, needs no --weights and no extraction. A feature
+file is scored as it is, its frames 16 per snippet at --fps (default 30, UCF-Crime's). The checkpoint's da,
+r and feature size are read from its shapes. The scores are the paper's test protocol on the one video: chunks of
+--test-split-size snippets, the mean over crops, each snippet's score on its 16 frames; frames after the
+last full snippet carry the last snippet's score. An event is a maximal run of frames scored >= --threshold.
+
+Written to --out-dir, per input (named after the video):
+    <video>.csv          frame,time,score: one row per frame, time in seconds (frame / fps)
+    <video>.json         the settings, max_score and the events: start_frame, end_frame (exclusive: the
+                         first frame after the event), start_time, end_time (end_frame / fps), peak_score
+    <video>.png          the score over time, events shaded; the attention hops below
+    <video>-scored.mp4   with --video-out: the video above a strip of its score timeline
+An input that fails (an undecodable video, a broken feature file) is reported and the others go on; the exit
+status is then 1.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+import extract_features
+from cli import check_positive, run
+from dataset import (FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, spans, video_name,
+                     write_atomic)
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from model import load_checkpoint
+from protocol import video_scores
+
+FEATURE_FILE_FPS = 30  # UCF-Crime's frame rate: the time axis of a feature file without --fps
+
+
+def list_inputs(inputs):
+    """[(path, is a feature file)] in the order given, each folder replaced by its videos (sorted); the same
+    file given twice counts once, and two inputs of one name, whose outputs would collide, are an error."""
+    found = []
+    for path in inputs:
+        if os.path.isfile(path) and path.endswith('.npy'):
+            found.append((path, True))
+        elif os.path.isfile(path) and not path.lower().endswith(extract_features.VIDEO_EXTENSIONS):
+            raise DataError(f'{path}: neither a video ({" ".join(extract_features.VIDEO_EXTENSIONS)}) '
+                            f'nor a *_i3d.npy feature file')
+        else:  # a video or a folder of videos (find_videos says what is wrong with a missing or empty one)
+            found += [(video, False) for video in extract_features.find_videos([path])]
+    named = {}
+    for path, is_features in found:
+        first, _ = named.setdefault(video_name(path), (path, is_features))
+        if os.path.realpath(first) != os.path.realpath(path):
+            raise DataError(f'{first} and {path} are both named {video_name(path)}: their features and results '
+                            f'would overwrite each other; rename one')
+    return list(named.values())
+
+
+def read_features(path, feature_size):
+    return check_finite(path, np.array(open_features(path, feature_size)))
+
+
+def video_features(args, network, device, video):
+    """(features [T, crops, 2048], frames, fps, feature file, how they came) of a video: its features in
+    --features-dir if there, else extracted and saved there."""
+    feature_file = extract_features.feature_path(args.features_dir, video)
+    if not os.path.isfile(feature_file):
+        features, frames, fps = extract_features.extract_video(video, network, crops=args.crops,
+                                                               batch_size=args.batch_size, device=device,
+                                                               half=args.half)
+        save_npy(feature_file, features)
+        return features, frames, fps, feature_file, f'features extracted to {feature_file}'
+    features = read_features(feature_file, I3D_FEATURE_SIZE)
+    frames, fps = extract_features.probe_video(video)
+    snippets = (frames - FRAMES_PER_SNIPPET) // FRAMES_PER_SNIPPET + 1
+    if len(features) != snippets:
+        raise DataError(f'{feature_file}: holds {len(features)} snippets, but the {frames} frames of {video} make '
+                        f'{max(snippets, 0)}: the features of another video of that name? Delete the file to '
+                        f'extract them again')
+    return features, frames, fps, feature_file, f'features found in {feature_file}'
+
+
+def frame_scores(snippet_scores, frames):
+    """Every snippet's score on its 16 frames; the frames after the last full snippet carry its score."""
+    return snippet_scores[np.minimum(np.arange(frames) // FRAMES_PER_SNIPPET, len(snippet_scores) - 1)]
+
+
+def find_events(scores, threshold):
+    """The maximal runs of frames scored >= threshold: [(start, end, peak score)], end exclusive."""
+    return [(start, end, float(scores[start:end].max())) for start, end in spans(scores >= threshold)]
+
+
+def detect(args, model, network, device, path, is_features):
+    """Score one input, print its events and write its files."""
+    if is_features:
+        features = read_features(path, model.self_anttention[0].in_features)
+        frames, fps, feature_file, how = FRAMES_PER_SNIPPET * len(features), FEATURE_FILE_FPS, path, 'a feature file'
+    else:
+        features, frames, fps, feature_file, how = video_features(args, network, device, path)
+    fps = args.fps or fps
+    if not fps > 0:  # NaN: the video states no frame rate
+        raise DataError(f'{path}: the video does not state its frame rate: give it with --fps')
+    features = torch.from_numpy(features).to(device)
+    snippet_scores = video_scores(model, features, args.test_split_size)
+    scores = frame_scores(snippet_scores, frames)
+    events = find_events(scores, args.threshold)
+
+    print(f'{path}: {frames} frames, {frames / fps:.1f} s at {fps:g} fps, {len(features)} snippets of '
+          f'{features.shape[1]}-crop features ({how})')
+    print(f'  max score {scores.max():.2f}; events (frames scored >= {args.threshold:g}): {len(events)}')
+    for start, end, peak in events:
+        print(f'  {start / fps:.1f} s - {end / fps:.1f} s  peak {peak:.2f}')
+
+    stem = os.path.join(args.out_dir, video_name(path))
+    rows = ''.join(f'{i},{i / fps:.4f},{score:.9g}\n' for i, score in enumerate(scores.tolist()))  # 9 digits: float32
+    write_atomic(stem + '.csv', lambda f: f.write(('frame,time,score\n' + rows).encode()))
+    report = {'video': path, 'features': feature_file, 'fps': fps, 'frames': frames, 'snippets': len(features),
+              'crops': features.shape[1], 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
+              'threshold': args.threshold, 'max_score': float(scores.max()),
+              'events': [{'start_frame': start, 'end_frame': end, 'start_time': round(start / fps, 4),
+                          'end_time': round(end / fps, 4), 'peak_score': peak} for start, end, peak in events]}
+    write_atomic(stem + '.json', lambda f: f.write(json.dumps(report, indent=2).encode() + b'\n'))
+
+    from plots import plot_scores, video_attention  # matplotlib only when drawing: 0.4 s of start-up
+    attention = video_attention(model, features, args.test_split_size)
+    plot_scores(f'{video_name(path)} (shaded: the events, score ≥ {args.threshold:g})', scores,
+                [(start, end) for start, end, _ in events], attention, args.test_split_size, stem + '.png',
+                args.threshold, fps)
+    written = [stem + '.csv', stem + '.json', stem + '.png']
+    if args.video_out:
+        from video_out import write_scored_video
+        write_scored_video(path, stem + '-scored.mp4', scores, fps, args.threshold)
+        written.append(stem + '-scored.mp4')
+    print(f'  written: {", ".join(written)}')
+
+
+def main(args):
+    check_positive(args, 'test_split_size')
+    if not 0 <= args.threshold <= 1:
+        raise DataError(f'--threshold must be between 0 and 1, as the scores are, got {args.threshold}')
+    if args.fps is not None and not 0 < args.fps < math.inf:
+        raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
+    device = extract_features.extraction_device(args)
+    model = load_checkpoint(args.ckpt).to(device).eval()
+    inputs = list_inputs(args.inputs)
+    videos = [path for path, is_features in inputs if not is_features]
+    if args.video_out and len(videos) < len(inputs):
+        feature_file = next(path for path, is_features in inputs if is_features)
+        raise DataError(f'--video-out draws on the video, and {feature_file} is a feature file')
+    feature_size = model.self_anttention[0].in_features
+    if videos and feature_size != I3D_FEATURE_SIZE:
+        raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
+                        f'{I3D_FEATURE_SIZE}: it cannot score the videos')
+    to_extract = [v for v in videos if not os.path.isfile(extract_features.feature_path(args.features_dir, v))]
+    network = None
+    if to_extract:
+        if args.weights is None:
+            raise DataError(f'{to_extract[0]} has no features in {args.features_dir} yet: extracting them needs '
+                            f'--weights i3d_r50_kinetics.pth (where it comes from: README.md, "Your own videos")')
+        network = load_i3d(args.weights, device)
+    failed = []
+    for path, is_features in inputs:
+        try:
+            detect(args, model, network, device, path, is_features)
+        except DataError as e:
+            if len(inputs) == 1:
+                raise
+            print(f'detect.py: error: {e}', file=sys.stderr)  # and the other inputs go on
+            failed.append(path)
+    if failed:
+        raise DataError(f'{len(failed)} of {len(inputs)} inputs failed (above); the others are done')
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('inputs', nargs='+', metavar='INPUT',
+                        help='a video, a folder of videos (searched recursively) or a *_i3d.npy feature file')
+    parser.add_argument('--ckpt', required=True, help="a checkpoint of train.py or the authors' released ones")
+    parser.add_argument('--weights', help='I3D ResNet-50 weights (i3d_r50_kinetics.pth, or the Caffe2 .pkl): '
+                                          'needed only for videos whose features are not in --features-dir yet')
+    parser.add_argument('--test-split-size', type=int, default=32, help='snippets per scored chunk')
+    parser.add_argument('--threshold', type=float, default=0.5, help='an event is a run of frames scored >= this')
+    parser.add_argument('--out-dir', default='results/videos')
+    parser.add_argument('--features-dir', default='features/videos',
+                        help="where videos' features are saved, and found again")
+    parser.add_argument('--fps', type=float, help="frames per second of the time axis (default: the video's own; "
+                                                  f"{FEATURE_FILE_FPS}, UCF-Crime's, for a feature file)")
+    parser.add_argument('--video-out', action='store_true',
+                        help='also write <video>-scored.mp4: the video above a strip of its score timeline')
+    extract_features.add_extraction_arguments(parser)
+    return parser
+
+
+if __name__ == '__main__':
+    run(main, build_parser().parse_args(), 'detect.py')
