@@ -3,6 +3,7 @@
     python bench.py                  # builds bench_data/full once (about 16 GB, minutes), then measures
     python bench.py --small          # a small set (650 MB), to try bench.py itself
     python bench.py --device cuda
+    python bench.py --video          # feature extraction instead: bench_video.py (its flags follow --video)
 
 The full set has the real test set (290 videos, 69,634 snippets, 10 crops, F = 2048: 5.7 GB) and the
 real number of train videos (1,610, pooled to [10, 32, F]: 4.2 GB); its raw train videos are shorter
@@ -277,7 +278,7 @@ def measure_in_process(args, device):
          f'{test_bytes / authors_load_time / GB:.2f} GB/s', '', ''),
         (f'map the test set (TestSet) and evaluate it, cold (median of {args.load_repeats})', f'{cold_eval:.1f} s',
          f'{cold_eval / (raw + fast_eval):.2f}x the plain read followed by a warm evaluation', '',
-         met('<= the plain read + a warm evaluation', cold_eval <= raw + fast_eval)),
+         met('the plain read + a warm evaluation, within 10%', cold_eval <= 1.1 * (raw + fast_eval))),
         (f'float32 matmul [{flops // 2 // FEATURES // (args.da + args.r):,} x {FEATURES}] x [{FEATURES} x '
          f'{args.da + args.r}] (the floor)',
          f'{floor:.3f} s', f'{flops / GB:.0f} GFLOP, {flops / floor / GB:.0f} GFLOP/s', '', ''),
@@ -367,6 +368,9 @@ def table(rows, title):
 
 
 def main(args):
+    if args.video is not None:
+        import bench_video  # which imports this file
+        return bench_video.main(bench_video.build_parser().parse_args(args.video))
     device = pick_device(args.device)
     root = args.data or os.path.join('bench_data', 'small' if args.small else 'full')
     if args.authors:
@@ -410,6 +414,8 @@ if __name__ == '__main__':
     parser.add_argument('--train-iters', type=int, default=200,
                         help='iterations of the whole training processes (the authors-style one takes about 20 '
                              'minutes on 2 cores for 200)')
+    parser.add_argument('--video', nargs=argparse.REMAINDER, metavar='FLAGS',
+                        help="measure the feature extraction instead, with bench_video.py's flags")
     parser.add_argument('--authors', choices=['test', 'train'], help=argparse.SUPPRESS)  # bench.py's own baselines
     parser.add_argument('--ckpt', help=argparse.SUPPRESS)
     main(parser.parse_args())

@@ -232,7 +232,7 @@ def main(args):
     print(f'\n(written to {os.path.join(folder, f"bench-{device.type}.md")})')
 
 
-if __name__ == '__main__':
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--snippets', type=int, default=4, help='snippets of the short video; the long one has 4x')
     parser.add_argument('--batch-size', type=int, default=CLIPS_PER_BATCH // 10,
@@ -241,4 +241,8 @@ if __name__ == '__main__':
     parser.add_argument('--width', type=int, default=320)
     parser.add_argument('--height', type=int, default=240)
     parser.add_argument('--device', default='cpu', choices=['auto', 'cpu', 'cuda'])
-    main(parser.parse_args())
+    return parser
+
+
+if __name__ == '__main__':
+    main(build_parser().parse_args())
