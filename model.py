@@ -106,10 +106,12 @@ def load_checkpoint(path, model=None):
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise DataError(f'{path}: not a readable PyTorch checkpoint ({e.__class__.__name__})')
-    keys = sorted(VideoClassifier(1, 1, 1).state_dict())
-    if not isinstance(state, dict) or sorted(state) != keys:
-        raise DataError(f'{path}: not a SelfAttention checkpoint (its keys are not {keys})')
-    model = model or VideoClassifier(*setting(state))
+    with torch.device('meta'):  # shapes only: nothing drawn from the global random generator
+        keys = sorted(VideoClassifier(1, 1, 1).state_dict())
+        if not isinstance(state, dict) or sorted(state) != keys:
+            raise DataError(f'{path}: not a SelfAttention checkpoint (its keys are not {keys})')
+        built = model is None
+        model = VideoClassifier(*setting(state)) if built else model
     expected = model.state_dict()
     if setting(state) != setting(expected):
         raise DataError(f'{path}: checkpoint has {describe(state)}, the model was built with '
@@ -118,7 +120,7 @@ def load_checkpoint(path, model=None):
         if state[key].shape != value.shape:
             raise DataError(f'{path}: a damaged checkpoint: {key} has shape {list(state[key].shape)}, which does '
                             f'not fit the {describe(state)} of its attention')
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=built)  # a model built here takes the checkpoint's tensors as they are
     return model
 
 
