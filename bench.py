@@ -62,16 +62,20 @@ def authors_evaluate(model, videos, gt, split_size, device):
     return auc(fpr, tpr)
 
 
+def authors_read(path):
+    """How they read every feature file: np.load, then np.array(..., dtype=np.float32), a copy."""
+    return np.array(np.load(path), dtype=np.float32)
+
+
 def authors_load(list_path):
-    """Their test Dataset (is_onmemory=True): per file np.load, then np.array(..., dtype=np.float32), a copy."""
-    return [np.array(np.load(p), dtype=np.float32) for p in read_list(list_path)]
+    """Their test Dataset (is_onmemory=True): the list of every test file's array."""
+    return [authors_read(p) for p in read_list(list_path)]
 
 
 def authors_pools(list_path):
     """Their train features: every crop of every pooled video, normal and anomalous, as one array each in memory."""
     paths = read_list(list_path)
-    return [np.concatenate([np.array(np.load(p), dtype=np.float32) for p in paths if is_normal(p) == normal])
-            for normal in (True, False)]
+    return [np.concatenate([authors_read(p) for p in paths if is_normal(p) == normal]) for normal in (True, False)]
 
 
 def next_step(model, optimizer, schedule, sampler, normal, anomalous):

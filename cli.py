@@ -36,10 +36,15 @@ def add_select_arguments(parser):
 def use_benchmark(args):
     """Set args.benchmark from --dataset and give the common flags left unset the benchmark's defaults."""
     args.benchmark = b = benchmarks.BENCHMARKS[args.dataset]
-    for key, value in (('test_rgb_list', b.test_list), ('gt', b.gt), ('feature_size', b.feature_size)):
+    fill_defaults(args, test_rgb_list=b.test_list, gt=b.gt, feature_size=b.feature_size)
+    return b
+
+
+def fill_defaults(args, **defaults):
+    """Give each flag of defaults that was left unset (None) its default."""
+    for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    return b
 
 
 def run_name(args):

@@ -123,7 +123,7 @@ def crop_files(path):
 def open_features(path, feature_size):
     """One list entry as float32 [T, crops, F], its form checked (not yet its values).
 
-    A float32 file holding all crops is memory-mapped (read-only); a file of another float type is
+    A float32 file holding all crops is memory-mapped (copy-on-write: the file never changes); a file of another float type is
     read into a float32 copy, as the original's np.array(..., dtype=np.float32); a crop-0 file
     <video>__0.npy stands for all the video's crop files, each [T, F], stacked into one copy.
     """

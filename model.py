@@ -4,6 +4,7 @@
     M = x^T A                                   [F, r]
     score = sigmoid(fc2(fc1(vec(M))))           vec is feature-major: index f*r + j
 """
+import contextlib
 import os
 
 import torch
@@ -82,6 +83,17 @@ class VideoClassifier(nn.Module):
         total = torch.segment_reduce(weights, 'sum', lengths=lengths)
         weighted = torch.segment_reduce(weights * values, 'sum', lengths=lengths)
         return torch.sigmoid((weighted / total).sum(-1) + c)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Within it the model is in eval mode (no dropout); after it, in the mode it was in before."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def checkpoint_name(da, r, T, seed, tag=''):

@@ -15,7 +15,7 @@ import shutil
 from tqdm import tqdm
 
 from benchmarks import BENCHMARKS, add_argument
-from cli import run
+from cli import fill_defaults, run
 from dataset import (DataError, FEATURE_SUFFIX, FRAMES_PER_SNIPPET, check_finite, open_features, pool, save_npy,
                      video_name, write_list)
 
@@ -73,9 +73,6 @@ if __name__ == '__main__':
     parser.add_argument('--gt', help='default: list/gt-{dataset}.npy')
     args = parser.parse_args()
     args.benchmark = b = BENCHMARKS[args.dataset]
-    defaults = dict(train_dir=b.train_dir, test_dir=b.test_dir, out_dir=b.pooled_dir, feature_size=b.feature_size,
-                    test_list=b.test_list, train_list=b.train_list(args.T), gt=b.gt)
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, train_dir=b.train_dir, test_dir=b.test_dir, out_dir=b.pooled_dir, feature_size=b.feature_size,
+                  test_list=b.test_list, train_list=b.train_list(args.T), gt=b.gt)
     run(main, args, 'preformer_feature.py')

@@ -3,6 +3,8 @@ is scored by the model, a chunk's score is the mean over crops, and every snippe
 import numpy as np
 import torch
 
+from model import eval_mode
+
 BLOCK = 16384  # snippets a matmul reads at most: long videos are cut into blocks of this many
 
 
@@ -10,10 +12,8 @@ BLOCK = 16384  # snippets a matmul reads at most: long videos are cut into block
 def video_scores(model, features, split_size):
     """One video's snippet scores, the original's computation as it is: features [T, crops, F] (a tensor on
     the model's device) -> float32 numpy [T]. Per chunk, model() on its crops [crops, t, F], mean over crops."""
-    was_training = model.training
-    model.eval()
-    scores = [model(chunk.transpose(0, 1)).mean(0).expand(len(chunk)) for chunk in features.split(split_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        scores = [model(chunk.transpose(0, 1)).mean(0).expand(len(chunk)) for chunk in features.split(split_size)]
     return torch.cat(scores).cpu().numpy()
 
 
@@ -26,6 +26,7 @@ def chunks(lengths, split_size):
     return chunk, np.flatnonzero(np.diff(chunk, prepend=-1))
 
 
+@torch.no_grad()
 def snippet_scores(model, test_set, split_size, block=BLOCK):
     """The test protocol on every video of test_set (dataset.TestSet): float32 numpy [N], the original's numbers.
 
@@ -38,20 +39,17 @@ def snippet_scores(model, test_set, split_size, block=BLOCK):
     chunk, chunk_starts = chunks(test_set.lengths, split_size)
     bounds = np.concatenate([chunk_starts, [len(chunk)]]).tolist()  # chunk i is snippets bounds[i]:bounds[i + 1]
     chunk = torch.from_numpy(chunk).to(test_set.device)
-    was_training = model.training
-    model.eval()
     sums = torch.empty(len(chunk), test_set.crops, device=test_set.device)
-    per_crop = model.chunk_scores(test_set.blocks(block), chunk, len(chunk_starts), sums)
-    test_set.check_finite(sums)
-    scores = per_crop.float().mean(1)  # float32 scores, their mean over crops in float32: the original's
+    with eval_mode(model):
+        per_crop = model.chunk_scores(test_set.blocks(block), chunk, len(chunk_starts), sums)
+        test_set.check_finite(sums)
+        scores = per_crop.float().mean(1)  # float32 scores, their mean over crops in float32: the original's
 
-    def original(i):  # the original's score of chunk i: model() on its crops [crops, t, F], mean in float32
-        return model(test_set.snippets(bounds[i], bounds[i + 1]).transpose(0, 1)).mean(0)
+        def original(i):  # the original's score of chunk i: model() on its crops [crops, t, F], mean in float32
+            return model(test_set.snippets(bounds[i], bounds[i + 1]).transpose(0, 1)).mean(0)
 
-    with torch.no_grad():
         for i, score in rescore_near_ties(per_crop, original).items():
             scores[i] = score
-    model.train(was_training)
     return scores[chunk].cpu().numpy()
 
 

@@ -23,10 +23,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name, use_benchmark
+from cli import (add_common_arguments, add_select_arguments, check_positive, fill_defaults, pick_device, run, run_name,
+                 use_benchmark)
 from dataset import DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class, write_atomic
 from metrics import frame_ap, frame_auc, video_auc
-from model import VideoClassifier, save_checkpoint
+from model import VideoClassifier, eval_mode, save_checkpoint
 from protocol import snippet_scores
 
 HISTORY_HEADER = ['iteration', 'epoch', 'loss']  # then the headline metric's column: auc (ap on XD-Violence)
@@ -126,10 +127,8 @@ def hold_out(paths, fraction, seed, stratum=video_class):
 @torch.no_grad()
 def validation_auc(model, features, crops, paths, is_normal=is_normal):
     """Video-level AUC on held-out videos: a video's score is the mean over its crops of the eval-mode score."""
-    was_training = model.training
-    model.eval()
-    scores = [s.mean().item() for s in model(features).split(crops)]
-    model.train(was_training)
+    with eval_mode(model):
+        scores = [s.mean().item() for s in model(features).split(crops)]
     return video_auc(scores, paths, is_normal)
 
 
@@ -150,9 +149,10 @@ def main(args):
     name = run_name(args)
     ckpt_path, history_path, state_path, plot_path = (os.path.join(args.ckpt_dir, name + ext)
                                                       for ext in ('.pth', '.csv', '.state.pt', '.png'))
-    benchmark, label = args.benchmark, args.benchmark.metric.upper()
-    header = HISTORY_HEADER + [benchmark.metric] + ['val_auc'] * (args.select == 'val')
-    headline = {'auc': frame_auc, 'ap': frame_ap}[benchmark.metric]
+    benchmark, metric = args.benchmark, args.benchmark.metric
+    label = metric.upper()
+    header = HISTORY_HEADER + [metric] + ['val_auc'] * (args.select == 'val')
+    headline = {'auc': frame_auc, 'ap': frame_ap}[metric]
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -250,7 +250,6 @@ def main(args):
             if iteration % args.save_every == 0:
                 save_state()
             progress.update()
-            metric = benchmark.metric
             progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
                            f'{metric} {auc if auc == "" else f"{auc:.6f}"} max_{metric} {best_auc:.6f}'
                            + (f' val_auc {val:.6f}' if val != '' else ''))
@@ -310,6 +309,5 @@ if __name__ == '__main__':
     parser.add_argument('--resume', action='store_true', help='continue the interrupted run with these settings')
     add_select_arguments(parser)
     args = parser.parse_args()
-    benchmark = use_benchmark(args)
-    args.pre_rgb_list = args.pre_rgb_list or benchmark.train_list(32)
+    fill_defaults(args, pre_rgb_list=use_benchmark(args).train_list(32))
     run(main, args, 'train.py')
