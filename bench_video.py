@@ -29,8 +29,8 @@ from PIL import Image
 
 from bench import GB, TIME, machine, met, sync
 from cli import pick_device
-from extract_features import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, crop_boxes, decoded_frames, extract_video,
-                              float32_convolutions)
+from video import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, crop_boxes, decoded_frames, extract_video,
+                   float32_convolutions)
 from i3d import I3DResNet50, load_i3d, read_weights
 
 REPO = os.path.dirname(os.path.abspath(__file__))

@@ -1,4 +1,5 @@
 """Command-line plumbing shared by the scripts: common flags, the run's name, the device, one-line errors."""
+import re
 import sys
 
 import torch
@@ -57,6 +58,14 @@ def check_positive(args, *names):
     for name in names:
         if getattr(args, name) <= 0:
             raise DataError(f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}')
+
+
+def parse_shard(text):
+    """'K/N' -> (K, N) with 0 <= K < N."""
+    match = re.fullmatch(r'(\d+)/(\d+)', text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise DataError(f'--shard {text}: expected K/N with 0 <= K < N, e.g. 0/4, 1/4, 2/4 and 3/4 for four jobs')
+    return int(match[1]), int(match[2])
 
 
 def pick_device(name):

@@ -4,7 +4,7 @@
     python detect.py videos/ --video-out --ckpt ckpt/mine.pth --weights i3d_baseline_32x2_IN_pretrain_400k.pkl
     python detect.py features/UCF-Test/Arrest001_x264_i3d.npy --ckpt ckpt/SelfAttention-da64-r3-T32-seed1111.pth
 
-A video's 10-crop I3D features are extracted as extract_features.py makes them, into --features-dir, where
+A video's 10-crop I3D features are extracted as py makes them, into --features-dir, where
 they are found again: scoring again, with another checkpoint, needs no --weights and no extraction. A feature
 file is scored as it is, its frames 16 per snippet at --fps (default 30, UCF-Crime's). The checkpoint's da,
 r and feature size are read from its shapes. The scores are the paper's test protocol on the one video: chunks of
@@ -29,13 +29,14 @@ import sys
 import numpy as np
 import torch
 
-import extract_features
 from cli import check_positive, run
 from dataset import (FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, spans, video_name,
                      write_atomic)
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from protocol import video_scores
+from video import (VIDEO_EXTENSIONS, add_extraction_arguments, extract_video, extraction_device, feature_path,
+                   find_videos, probe_video)
 
 FEATURE_FILE_FPS = 30  # UCF-Crime's frame rate: the time axis of a feature file without --fps
 
@@ -47,11 +48,11 @@ def list_inputs(inputs):
     for path in inputs:
         if os.path.isfile(path) and path.endswith('.npy'):
             found.append((path, True))
-        elif os.path.isfile(path) and not path.lower().endswith(extract_features.VIDEO_EXTENSIONS):
-            raise DataError(f'{path}: neither a video ({" ".join(extract_features.VIDEO_EXTENSIONS)}) '
+        elif os.path.isfile(path) and not path.lower().endswith(VIDEO_EXTENSIONS):
+            raise DataError(f'{path}: neither a video ({" ".join(VIDEO_EXTENSIONS)}) '
                             f'nor a *_i3d.npy feature file')
         else:  # a video or a folder of videos (find_videos says what is wrong with a missing or empty one)
-            found += [(video, False) for video in extract_features.find_videos([path])]
+            found += [(video, False) for video in find_videos([path])]
     named = {}
     for path, is_features in found:
         first, _ = named.setdefault(video_name(path), (path, is_features))
@@ -68,15 +69,15 @@ def read_features(path, feature_size):
 def video_features(args, network, device, video):
     """(features [T, crops, 2048], frames, fps, feature file, how they came) of a video: its features in
     --features-dir if there, else extracted and saved there."""
-    feature_file = extract_features.feature_path(args.features_dir, video)
+    feature_file = feature_path(args.features_dir, video)
     if not os.path.isfile(feature_file):
-        features, frames, fps = extract_features.extract_video(video, network, crops=args.crops,
-                                                               batch_size=args.batch_size, device=device,
+        features, frames, fps = extract_video(video, network, crops=args.crops,
+                                              batch_size=args.batch_size, device=device,
                                                                half=args.half)
         save_npy(feature_file, features)
         return features, frames, fps, feature_file, f'features extracted to {feature_file}'
     features = read_features(feature_file, I3D_FEATURE_SIZE)
-    frames, fps = extract_features.probe_video(video)
+    frames, fps = probe_video(video)
     snippets = (frames - FRAMES_PER_SNIPPET) // FRAMES_PER_SNIPPET + 1
     if len(features) != snippets:
         raise DataError(f'{feature_file}: holds {len(features)} snippets, but the {frames} frames of {video} make '
@@ -145,7 +146,7 @@ def main(args):
         raise DataError(f'--threshold must be between 0 and 1, as the scores are, got {args.threshold}')
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
-    device = extract_features.extraction_device(args)
+    device = extraction_device(args)
     model = load_checkpoint(args.ckpt).to(device).eval()
     inputs = list_inputs(args.inputs)
     videos = [path for path, is_features in inputs if not is_features]
@@ -156,7 +157,7 @@ def main(args):
     if videos and feature_size != I3D_FEATURE_SIZE:
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score the videos')
-    to_extract = [v for v in videos if not os.path.isfile(extract_features.feature_path(args.features_dir, v))]
+    to_extract = [v for v in videos if not os.path.isfile(feature_path(args.features_dir, v))]
     network = None
     if to_extract:
         if args.weights is None:
@@ -192,7 +193,7 @@ def build_parser():
                                                   f"{FEATURE_FILE_FPS}, UCF-Crime's, for a feature file)")
     parser.add_argument('--video-out', action='store_true',
                         help='also write <video>-scored.mp4: the video above a strip of its score timeline')
-    extract_features.add_extraction_arguments(parser)
+    add_extraction_arguments(parser)
     return parser
 
 

@@ -23,7 +23,8 @@ from PIL import Image
 
 from conftest import REPO, run_script
 from dataset import DataError
-from extract_features import extract_video, feature_path, find_videos, parse_shard, probe_video
+from cli import parse_shard
+from video import extract_video, feature_path, find_videos, probe_video
 from i3d import load_i3d, read_weights
 
 # the inflation pattern: per layer, the width and the temporal kernel of each block's first conv
@@ -272,7 +273,7 @@ def test_streaming_equals_decoding_everything(tmp_path, network):
 
 MEASURE = """
 import resource, sys, torch
-from extract_features import extract_video
+from video import extract_video
 network = lambda x: x.mean((2, 3, 4)).repeat(1, 683)[:, :2048]  # a stand-in: the decoding is what is measured
 features, n, fps = extract_video(sys.argv[1], network, crops=1, batch_size=1, progress=False)
 print(len(features), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

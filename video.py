@@ -1,0 +1,197 @@
+"""The video pipeline that extract_features.py, detect.py and live.py share: find videos, decode frames (a file,
+a pipe, a URL or a device, through PyAV), resize them, cut snippets and crops, and run the I3D network on
+batches of snippets. The protocol is RTFM-style features': every frame decoded as RGB, resized to 340 x 256
+(width x height) by PIL's Lanczos filter and scaled to x * 2 / 255 - 1; snippets of 16 consecutive frames with
+stride 16 (the frames after the last full snippet are dropped); ten 224 x 224 crops of each snippet in
+torchvision's TenCrop order (--crops 1 keeps the center one); a crop's feature is the I3D network's layer4
+output averaged over time, height and width (i3d.py). No command line of its own.
+"""
+import contextlib
+import math
+import os
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from cli import check_positive, pick_device
+from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError
+from i3d import FEATURE_SIZE
+
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.mpg', '.mpeg', '.m4v', '.wmv', '.flv', '.ts',
+                    '.m2ts', '.mts', '.3gp', '.ogv', '.asf', '.vob')
+WIDTH, HEIGHT, CROP = 340, 256, 224
+# (top, left) of the five crops of a 256 x 340 frame, in torchvision's five_crop order
+CORNERS = ((0, 0), (0, WIDTH - CROP), (HEIGHT - CROP, 0), (HEIGHT - CROP, WIDTH - CROP),
+           ((HEIGHT - CROP) // 2, (WIDTH - CROP) // 2))
+CENTER = 4
+CLIPS_PER_BATCH = 20  # the default batch: 2 snippets of 10 crops, 20 of 1 (2 CPU cores: 1.1x as fast as 10 clips)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def find_videos(inputs):
+    """The videos of inputs, sorted: a file is taken as it is, a folder is searched recursively for files
+    with a VIDEO_EXTENSIONS extension (in any case)."""
+    videos = set()
+    for path in inputs:
+        if os.path.isfile(path):
+            videos.add(path)
+        elif os.path.isdir(path):
+            found = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names
+                     if name.lower().endswith(VIDEO_EXTENSIONS)]
+            if not found:
+                raise DataError(f'{path}: no videos in it (searched for {" ".join(VIDEO_EXTENSIONS)})')
+            videos.update(found)
+        else:
+            raise DataError(f'{path}: no such file or folder')
+    return sorted(videos)
+
+
+def feature_path(out_dir, video_path):
+    """<out_dir>/<video stem>_i3d.npy"""
+    return os.path.join(out_dir, os.path.splitext(os.path.basename(video_path))[0] + FEATURE_SUFFIX)
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+def decoded_frames(video_path):
+    """Yields (fps, the frame count the container states, 0 if none) once, then every frame of the first video
+    stream (av.VideoFrame), in order. fps is the stream's average rate, NaN if it states none."""
+    try:
+        with av.open(video_path) as container:
+            if not container.streams.video:
+                raise DataError(f'{video_path}: no video stream in it')
+            stream = container.streams.video[0]
+            stream.thread_type = 'AUTO'  # frame threads too: twice as fast, the same frames
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else math.nan
+            yield fps, stream.frames
+            yield from container.decode(stream)
+    except av.FFmpegError as e:
+        raise DataError(f'{video_path}: cannot be decoded ({getattr(e, "strerror", None) or e})')
+
+
+def probe_video(video_path):
+    """(number of decoded frames, frames per second: the stream's average rate, NaN if it states none)."""
+    frames = decoded_frames(video_path)
+    fps, _ = next(frames)
+    return sum(1 for _ in frames), fps
+
+
+def too_short(video_path, n_frames):
+    return DataError(f'{video_path}: {n_frames} frames, fewer than the {FRAMES_PER_SNIPPET} of one snippet')
+
+
+# ---------------------------------------------------------------------------------------------- features
+def crop_boxes(crops):
+    """(top, left, flipped) of each crop, in the order of the features' crop axis."""
+    if crops == 1:
+        return [CORNERS[CENTER] + (False,)]
+    return [corner + (flipped,) for flipped in (False, True) for corner in CORNERS]
+
+
+def network_input(frames, crops, device):
+    """frames: uint8 [b * 16, 256, 340, 3] -> float32 [b * crops, 3, 16, 224, 224] on device, in [-1, 1], laid out
+    channels_last_3d (the frames' own order, time, height, width, channel: each crop is one strided copy)."""
+    frames = torch.from_numpy(frames).to(device)
+    snippets = frames.unflatten(0, (-1, FRAMES_PER_SNIPPET))
+    x = torch.empty((len(snippets), crops, FRAMES_PER_SNIPPET, CROP, CROP, 3), device=device)
+    flipped = None
+    for k, (top, left, flip) in enumerate(crop_boxes(crops)):
+        if flip and flipped is None:
+            flipped = snippets.flip(3)  # the whole frame, then its crops
+        source = flipped if flip else snippets
+        x[:, k] = source[:, :, top:top + CROP, left:left + CROP]
+    # (2x - 255) / 255 in float32 is exactly the float32 rounding of x * 2 / 255 - 1 in float64, for every x
+    x.mul_(2).sub_(255).div_(255)
+    return x.flatten(0, 1).permute(0, 4, 1, 2, 3)
+
+
+@contextlib.contextmanager
+def float32_convolutions():
+    """Within it, cuDNN's float32 convolutions are IEEE float32, not the TF32 (10-bit mantissa) they are by
+    default on recent GPUs, which moved the features by 1e-4 of their mean size (H100, random weights).
+    Nothing changes on the CPU."""
+    conv = torch.backends.cudnn.conv
+    before, conv.fp32_precision = conv.fp32_precision, 'ieee'
+    try:
+        yield
+    finally:
+        conv.fp32_precision = before
+
+
+def resized(frame):
+    """A decoded frame (av.VideoFrame) as the network's frames are: RGB uint8 [256, 340, 3], Lanczos-resized."""
+    return np.asarray(frame.to_image().resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS))
+
+
+class Extractor:
+    """The network on snippets of resized frames: uint8 [b * 16, 256, 340, 3] -> float32 numpy [b, crops, 2048].
+    half: float16 autocast (CUDA only)."""
+
+    def __init__(self, network, crops=10, device='cpu', half=False):
+        self.network, self.crops, self.device, self.half = network, crops, torch.device(device), half
+
+    def __call__(self, frames):
+        with (torch.inference_mode(), float32_convolutions(),
+              torch.autocast('cuda', torch.float16, enabled=self.half)):
+            y = self.network(network_input(frames, self.crops, self.device))
+        return y.float().view(-1, self.crops, FEATURE_SIZE).cpu().numpy()
+
+
+def extract_video(video_path, network, crops=10, batch_size=None, device='cpu', half=False, progress=True):
+    """One video's features: (float32 numpy [T, crops, 2048], number of decoded frames, fps).
+
+    Decodes and resizes the frames into a buffer of batch_size snippets (default: CLIPS_PER_BATCH // crops) and
+    runs the network on the batch's snippets x crops whenever it is full, so memory does not grow with the
+    video. DataError for a video that cannot be decoded or has fewer than 16 frames.
+    """
+    extract = Extractor(network, crops, device, half)
+    batch_size = batch_size or max(1, CLIPS_PER_BATCH // crops)
+    buffer = np.empty((batch_size * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
+    frames = decoded_frames(video_path)
+    fps, stated = next(frames)
+    features, n_frames = [], 0
+    bar = tqdm(total=stated // FRAMES_PER_SNIPPET or None, desc=os.path.basename(video_path), unit='snippet',
+               disable=None if progress else True, leave=False)
+
+    def forward(n):
+        features.append(extract(buffer[:n]))
+        bar.update(n // FRAMES_PER_SNIPPET)
+
+    with bar:
+        for frame in frames:
+            buffer[n_frames % len(buffer)] = resized(frame)
+            n_frames += 1
+            if n_frames % len(buffer) == 0:
+                forward(len(buffer))
+        tail = n_frames % len(buffer) // FRAMES_PER_SNIPPET * FRAMES_PER_SNIPPET
+        if tail:
+            forward(tail)
+    if n_frames < FRAMES_PER_SNIPPET:
+        raise too_short(video_path, n_frames)
+    return np.concatenate(features), n_frames, fps
+
+
+# ---------------------------------------------------------------------------------------------- flags
+def add_extraction_arguments(parser):
+    """The extraction flags, which detect.py shares."""
+    parser.add_argument('--crops', type=int, choices=[10, 1], default=10,
+                        help='10: TenCrop (RTFM-style); 1: the center crop only, 10x faster')
+    parser.add_argument('--batch-size', type=int,
+                        help='snippets decoded and run through the network at a time, each as --crops clips '
+                             f'(default: {CLIPS_PER_BATCH} clips, {CLIPS_PER_BATCH // 10} snippets of 10 crops)')
+    parser.add_argument('--half', action='store_true',
+                        help='float16 autocast on CUDA: faster, features differ slightly from float32 (README)')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto: CUDA when present')
+
+
+def extraction_device(args):
+    """The device of --device, checking the extraction flags against it."""
+    if args.batch_size is not None:
+        check_positive(args, 'batch_size')
+    device = pick_device(args.device)
+    if args.half and device.type != 'cuda':
+        raise DataError('--half needs a CUDA device')
+    return device
