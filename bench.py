@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import torch
 from sklearn.metrics import auc, roc_curve
 
 import synthetic
+from bench_common import GB, TIME, machine, met, table, timed
 from cli import pick_device
 from dataset import FRAMES_PER_SNIPPET, TestSet, is_normal, load_train_pools, read_list
 from metrics import frame_auc
@@ -43,8 +43,6 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 TEST_LIST, GT, TRAIN_LIST = 'list/ucf-i3d-test.list', 'list/gt-ucf.npy', 'list/pre-ucf-i3d-train-32.list'
 SIZES = {'full': {**synthetic.FULL, 'train_snippets': 1610 * 40}, 'small': synthetic.SMALL}
 FEATURES, SEGMENTS, BATCH, SEED = 2048, 32, 32, 1111  # the scripts' defaults
-TIME = '/usr/bin/time'  # GNU time, for the peak memory of a process (Debian's package time)
-GB = 1e9
 
 
 # ---------------------------------------------------------------------------------------------- the authors' way
@@ -108,23 +106,6 @@ def authors_process(args, device):
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timed(f, repeats, device):
-    """(median wall time of repeats calls of f, the last call's result)."""
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        result = f()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
-
-
 def evict(folder):
     """Drop the files under folder from the page cache, so that the next read comes from the disk."""
     for root, _, names in os.walk(folder):
@@ -197,15 +178,6 @@ def run_in_turn(commands, repeats, log_dir, **how):
     return {name: (float(np.median([r[0] for r in rs])), max(r[1] for r in rs), rs[-1][3]) for name, rs in runs.items()}
 
 
-def machine(device):
-    model = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo') if line.startswith('model name')),
-                 platform.processor())
-    memory = int(next(line.split()[1] for line in open('/proc/meminfo') if line.startswith('MemTotal'))) * 1024
-    text = (f'{model}, {os.cpu_count()} cores, {memory / GB:.0f} GB RAM; torch {torch.__version__}, '
-            f'{torch.get_num_threads()} threads')
-    return text + (f'; {torch.cuda.get_device_name(device)}' if device.type == 'cuda' else '; device cpu')
-
-
 # ---------------------------------------------------------------------------------------------- the set
 def build(root, size):
     """Write the synthetic set's features and annotation, once: a finished set has bench-set.json."""
@@ -216,10 +188,6 @@ def build(root, size):
     summary = synthetic.generate(root, overwrite=True, **SIZES[size])
     with open(marker, 'w') as f:
         json.dump(summary, f, indent=2)
-
-
-def met(goal, ok):
-    return f'{goal}: {"met" if ok else "**not met**"}'
 
 
 def measure_in_process(args, device):
@@ -366,14 +334,9 @@ def measure_processes(args, device, log_dir, ckpt):
     return rows
 
 
-def table(rows, title):
-    lines = [title, '', '| measurement | time | rate, ratio | peak memory | goal |', '|---|---|---|---|---|']
-    return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
-
-
 def main(args):
     if args.video is not None:
-        import bench_video  # which imports this file
+        import bench_video
         return bench_video.main(bench_video.build_parser().parse_args(args.video))
     device = pick_device(args.device)
     root = args.data or os.path.join('bench_data', 'small' if args.small else 'full')

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from bench import GB, TIME, machine, met, sync
+from bench_common import GB, TIME, machine, met, sync
 from cli import pick_device
 from video import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, crop_boxes, decoded_frames, extract_video,
                    float32_convolutions)

@@ -18,6 +18,8 @@ import numpy as np
 import dataset
 from dataset import DataError, FIRST_CROP, FEATURE_SUFFIX
 
+OFFICIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'list', 'official')  # the benchmarks' public lists
+
 
 class Benchmark(NamedTuple):
     key: str                  # --dataset's value, and the tag in the names of its lists and ground truth
@@ -35,6 +37,7 @@ class Benchmark(NamedTuple):
     video_labels: Callable    # (n_frames, entry) -> n_frames frame labels (ValueError where they do not fit)
     annotation_help: str
     where_from: str           # where the features come from, for the error of a missing folder
+    official: str             # the folder of its official lists under list/official/
 
     # ------------------------------------------------------------------------------ file names
     @property
@@ -68,6 +71,14 @@ class Benchmark(NamedTuple):
     def ground_truth(self, test_paths, lengths, annotation):
         """Frame labels [16 * sum(lengths)] of the test videos in list order, from the read annotation."""
         return dataset.ground_truth(test_paths, lengths, annotation, self.is_normal, self.video_labels)
+
+    def official_names(self, split):
+        """The video names of the official 'train' or 'test' list, in list order (list/official/, shipped with the
+        code)."""
+        path = os.path.join(OFFICIAL, self.official, f'{split}_videos.txt')
+        if not os.path.isfile(path):
+            raise DataError(f'{path}: no such file (the official lists ship with the repository, in list/official/)')
+        return [line.strip() for line in open(path) if line.strip()]
 
     def stratum(self, path):
         """The class a video counts in for --select val's stratified hold-out: its first anomaly class,
@@ -155,7 +166,7 @@ UCF = Benchmark(
     classes=lambda path: () if dataset.is_normal(path) else (dataset.video_class(path),),
     read_annotation=dataset.read_annotation, video_labels=dataset.frame_labels,
     annotation_help="UCF-Crime's Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
-    where_from=dataset.WHERE_FROM)
+    where_from=dataset.WHERE_FROM, official='ucf_crime')
 
 SHANGHAI = Benchmark(
     key='shanghai', title='ShanghaiTech', tag='-shanghai', train_dir='features/SH-Train', test_dir='features/SH-Test',
@@ -164,7 +175,8 @@ SHANGHAI = Benchmark(
     read_annotation=read_frame_masks, video_labels=padded_mask,
     annotation_help="ShanghaiTech's test_frame_mask/ folder (one <video>.npy per anomalous video)",
     where_from="ShanghaiTech's I3D features are RTFM's public download (see README.md); "
-               '`python synthetic.py --dataset shanghai` writes a small built-in set of the same form')
+               '`python synthetic.py --dataset shanghai` writes a small built-in set of the same form',
+    official='shanghaitech')
 
 XD = Benchmark(
     key='xd', title='XD-Violence', tag='-xd', train_dir='features/XD-Train', test_dir='features/XD-Test',
@@ -173,7 +185,8 @@ XD = Benchmark(
     read_annotation=read_xd_annotation, video_labels=span_labels,
     annotation_help="XD-Violence's annotations.txt (the official test annotation)",
     where_from="XD-Violence's I3D features are the dataset's own download, one <video>__<crop>.npy per crop "
-               '(see README.md); `python synthetic.py --dataset xd` writes a small built-in set of the same form')
+               '(see README.md); `python synthetic.py --dataset xd` writes a small built-in set of the same form',
+    official='xd_violence')
 
 BENCHMARKS = {b.key: b for b in (UCF, SHANGHAI, XD)}
 

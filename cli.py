@@ -1,4 +1,5 @@
 """Command-line plumbing shared by the scripts: common flags, the run's name, the device, one-line errors."""
+import argparse
 import re
 import sys
 
@@ -9,18 +10,33 @@ from dataset import DataError
 from model import checkpoint_name
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help as the scripts show it: the docstring as written, and every flag's default after its text
+    (a flag whose default depends on others, None, says its default in its own text; a switch is off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if action.default is None or action.default is argparse.SUPPRESS or isinstance(action.default, bool) \
+                or '(default' in text:
+            return text
+        return text + ' (default: %(default)s)'
+
+
 def add_common_arguments(parser):
     """The flags train.py and test.py share, with the original's names and defaults (use_benchmark fills those
     that depend on --dataset)."""
     benchmarks.add_argument(parser)
-    parser.add_argument('--da', type=int, default=64, help='hidden size of the attention')
-    parser.add_argument('--r', type=int, default=3, help='attention hops')
+    parser.add_argument('--da', type=int, default=64, help="the attention's hidden size")
+    parser.add_argument('--r', type=int, default=3, help='attention hops: weightings over time')
     parser.add_argument('--T', type=int, default=32, help='segments per pooled train video')
-    parser.add_argument('--feature-size', type=int, help="default: the benchmark's (2048; xd: 1024)")
-    parser.add_argument('--test-rgb-list', help='default: list/{dataset}-i3d-test.list')
-    parser.add_argument('--gt', help='default: list/gt-{dataset}.npy')
+    parser.add_argument('--feature-size', type=int, help="features per crop (default: the benchmark's, 2048; "
+                                                         'xd: 1024)')
+    parser.add_argument('--test-rgb-list', help='the test videos, one feature file a line '
+                                                '(default: list/{dataset}-i3d-test.list)')
+    parser.add_argument('--gt', help='the test frame labels (default: list/gt-{dataset}.npy)')
     parser.add_argument('--test-split-size', type=int, default=32, help='snippets per scored test chunk')
-    parser.add_argument('--ckpt-dir', default='ckpt')
+    parser.add_argument('--ckpt-dir', default='ckpt', help='the folder of the checkpoints, and of train.py\'s '
+                                                           'history and state')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
                         help='auto: CUDA when present')
 
@@ -29,9 +45,9 @@ def add_select_arguments(parser):
     """The model selection flags, which train.py and test.py share (they are part of the run's name)."""
     parser.add_argument('--select', choices=['best', 'last', 'val'], default='best',
                         help='which model to keep: best: the best test AUC (the paper\'s); last: the final one; '
-                             'val: the best video-level AUC on held-out train videos (default: best)')
+                             'val: the best video-level AUC on held-out train videos')
     parser.add_argument('--val-fraction', type=float, default=0.1,
-                        help='with --select val: the class-stratified share of train videos held out')
+                        help='with --select val: the class-stratified share of train videos held out, a fraction')
 
 
 def use_benchmark(args):

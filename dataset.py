@@ -8,6 +8,7 @@ normal, how its annotation becomes frame labels) are passed in from benchmarks.p
 here are UCF-Crime's.
 """
 import glob
+import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ FRAMES_PER_SNIPPET = 16
 FEATURE_SUFFIX = '_i3d.npy'
 CROP_SUFFIX = '__{}.npy'  # one file per crop: <video>__0.npy, <video>__1.npy, ...
 FIRST_CROP = CROP_SUFFIX.format(0)
+SYNTHETIC_MARKER = 'synthetic.json'  # in a features folder that synthetic.py wrote: its settings and files
 WHERE_FROM = ("UCF-Crime's I3D features are RTFM's public download (see README.md); "
               "`python synthetic.py` writes a small built-in set of the same form")
 
@@ -62,6 +64,17 @@ def scan_features(folder, suffix=FEATURE_SUFFIX, is_normal=is_normal, where_from
     if not paths:
         raise DataError(f'{folder}: no *{suffix} files in it. {where_from}')
     return official_order(paths, is_normal)
+
+
+def synthetic_files(folder):
+    """The files that folder's SYNTHETIC_MARKER lists and that are still as synthetic.py wrote them: of the recorded
+    size, or of none yet (a run still writing them). Normalised paths; none without a marker."""
+    try:
+        files = json.load(open(os.path.join(folder, SYNTHETIC_MARKER)))['files']
+        paths = {os.path.normpath(os.path.join(folder, name)): size for name, size in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {path for path, size in paths.items() if os.path.isfile(path) and size in (None, os.path.getsize(path))}
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -4,12 +4,15 @@
     python detect.py videos/ --video-out --ckpt ckpt/mine.pth --weights i3d_baseline_32x2_IN_pretrain_400k.pkl
     python detect.py features/UCF-Test/Arrest001_x264_i3d.npy --ckpt ckpt/SelfAttention-da64-r3-T32-seed1111.pth
 
-A video's 10-crop I3D features are extracted as py makes them, into --features-dir, where
+A video's 10-crop I3D features are extracted as extract_features.py makes them, into --features-dir, where
 they are found again: scoring again, with another checkpoint, needs no --weights and no extraction. A feature
 file is scored as it is, its frames 16 per snippet at --fps (default 30, UCF-Crime's). The checkpoint's da,
 r and feature size are read from its shapes. The scores are the paper's test protocol on the one video: chunks of
 --test-split-size snippets, the mean over crops, each snippet's score on its 16 frames; frames after the
 last full snippet carry the last snippet's score. An event is a maximal run of frames scored >= --threshold.
+Two warnings (on stderr; the run goes on): an input shorter than one chunk, whose whole length gets one
+score, and scores all below 1e-6 or above 1 - 1e-6, which says that the checkpoint and the features do not
+fit each other (a model trained on the built-in synthetic features, say, scoring real I3D features).
 
 Written to --out-dir, per input (named after the video):
     <video>.csv          frame,time,score: one row per frame, time in seconds (frame / fps)
@@ -17,8 +20,10 @@ Written to --out-dir, per input (named after the video):
                          first frame after the event), start_time, end_time (end_frame / fps), peak_score
     <video>.png          the score over time, events shaded; the attention hops below
     <video>-scored.mp4   with --video-out: the video above a strip of its score timeline
-An input that fails (an undecodable video, a broken feature file) is reported and the others go on; the exit
-status is then 1.
+    index.html           the review page of every result in the folder (page.py), unless --no-page
+The inputs and flags are checked first, before anything is loaded (a missing --weights file is an error even
+when no video needs it, and so is a video that FFmpeg cannot open). An input that fails later (a video that
+fails while decoding, a broken feature file) is reported and the others go on; the exit status is then 1.
 """
 import argparse
 import json
@@ -30,15 +35,17 @@ import numpy as np
 import torch
 
 from cli import check_positive, run
-from dataset import (FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, spans, video_name,
-                     write_atomic)
+from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, video_name, write_atomic
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
+from page import write_page
 from protocol import video_scores
-from video import (VIDEO_EXTENSIONS, add_extraction_arguments, extract_video, extraction_device, feature_path,
-                   find_videos, probe_video)
+from results import CSV_HEADER, csv_rows, event_record, find_events
+from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
+                   feature_path, find_videos, probe_video)
 
 FEATURE_FILE_FPS = 30  # UCF-Crime's frame rate: the time axis of a feature file without --fps
+SATURATED = 1e-6  # scores all below this or above 1 - this: the checkpoint does not fit the features
 
 
 def list_inputs(inputs):
@@ -71,9 +78,7 @@ def video_features(args, network, device, video):
     --features-dir if there, else extracted and saved there."""
     feature_file = feature_path(args.features_dir, video)
     if not os.path.isfile(feature_file):
-        features, frames, fps = extract_video(video, network, crops=args.crops,
-                                              batch_size=args.batch_size, device=device,
-                                                               half=args.half)
+        features, frames, fps = extract_video(video, network, args.crops, args.batch_size, device, args.half)
         save_npy(feature_file, features)
         return features, frames, fps, feature_file, f'features extracted to {feature_file}'
     features = read_features(feature_file, I3D_FEATURE_SIZE)
@@ -91,9 +96,8 @@ def frame_scores(snippet_scores, frames):
     return snippet_scores[np.minimum(np.arange(frames) // FRAMES_PER_SNIPPET, len(snippet_scores) - 1)]
 
 
-def find_events(scores, threshold):
-    """The maximal runs of frames scored >= threshold: [(start, end, peak score)], end exclusive."""
-    return [(start, end, float(scores[start:end].max())) for start, end in spans(scores >= threshold)]
+def warn(message):
+    print(f'detect.py: warning: {message}', file=sys.stderr)
 
 
 def detect(args, model, network, device, path, is_features):
@@ -116,27 +120,37 @@ def detect(args, model, network, device, path, is_features):
     print(f'  max score {scores.max():.2f}; events (frames scored >= {args.threshold:g}): {len(events)}')
     for start, end, peak in events:
         print(f'  {start / fps:.1f} s - {end / fps:.1f} s  peak {peak:.2f}')
+    if len(features) < args.test_split_size:
+        parts = '; a smaller --test-split-size scores it in parts' if len(features) > 1 else ''
+        warn(f'{path}: {len(features)} snippets, fewer than one chunk of --test-split-size {args.test_split_size}: '
+             f'the whole video gets one score{parts}')
+    if np.all((scores < SATURATED) | (scores > 1 - SATURATED)):
+        warn(f'{path}: every score is below {SATURATED:g} or above 1 - {SATURATED:g} (from {scores.min():.3g} to '
+             f'{scores.max():.3g}): the checkpoint and the features most likely do not fit each other (a '
+             f'model trained on synthetic features, as the Quick start\'s, scoring real I3D features?)')
 
     stem = os.path.join(args.out_dir, video_name(path))
-    rows = ''.join(f'{i},{i / fps:.4f},{score:.9g}\n' for i, score in enumerate(scores.tolist()))  # 9 digits: float32
-    write_atomic(stem + '.csv', lambda f: f.write(('frame,time,score\n' + rows).encode()))
+    write_atomic(stem + '.csv', lambda f: f.write((CSV_HEADER + csv_rows(0, scores, fps)).encode()))
     report = {'video': path, 'features': feature_file, 'fps': fps, 'frames': frames, 'snippets': len(features),
               'crops': features.shape[1], 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
               'threshold': args.threshold, 'max_score': float(scores.max()),
-              'events': [{'start_frame': start, 'end_frame': end, 'start_time': round(start / fps, 4),
-                          'end_time': round(end / fps, 4), 'peak_score': peak} for start, end, peak in events]}
+              'events': [event_record(start, end, peak, fps) for start, end, peak in events]}
     write_atomic(stem + '.json', lambda f: f.write(json.dumps(report, indent=2).encode() + b'\n'))
 
     from plots import plot_scores, video_attention  # matplotlib only when drawing: 0.4 s of start-up
     attention = video_attention(model, features, args.test_split_size)
-    plot_scores(f'{video_name(path)} (shaded: the events, score ≥ {args.threshold:g})', scores,
-                [(start, end) for start, end, _ in events], attention, args.test_split_size, stem + '.png',
-                args.threshold, fps)
+    title = (f'{video_name(path)} (shaded: the events, score ≥ {args.threshold:g})' if events else
+             f'{video_name(path)} (no events: no frame scored ≥ {args.threshold:g})')
+    plot_scores(title, scores, [(start, end) for start, end, _ in events], attention, args.test_split_size,
+                stem + '.png', args.threshold, fps)
     written = [stem + '.csv', stem + '.json', stem + '.png']
     if args.video_out:
         from video_out import write_scored_video
         write_scored_video(path, stem + '-scored.mp4', scores, fps, args.threshold)
         written.append(stem + '-scored.mp4')
+    if not args.no_page:
+        write_page(args.out_dir)
+        written.append(os.path.join(args.out_dir, 'index.html'))
     print(f'  written: {", ".join(written)}')
 
 
@@ -146,24 +160,24 @@ def main(args):
         raise DataError(f'--threshold must be between 0 and 1, as the scores are, got {args.threshold}')
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
-    device = extraction_device(args)
-    model = load_checkpoint(args.ckpt).to(device).eval()
+    device = extraction_device(args)  # the extraction flags and the --weights file
     inputs = list_inputs(args.inputs)
     videos = [path for path, is_features in inputs if not is_features]
     if args.video_out and len(videos) < len(inputs):
         feature_file = next(path for path, is_features in inputs if is_features)
         raise DataError(f'--video-out draws on the video, and {feature_file} is a feature file')
+    model = load_checkpoint(args.ckpt)  # small: reading it is checking it
     feature_size = model.self_anttention[0].in_features
     if videos and feature_size != I3D_FEATURE_SIZE:
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score the videos')
+    check_videos(videos)
     to_extract = [v for v in videos if not os.path.isfile(feature_path(args.features_dir, v))]
-    network = None
-    if to_extract:
-        if args.weights is None:
-            raise DataError(f'{to_extract[0]} has no features in {args.features_dir} yet: extracting them needs '
-                            f'--weights i3d_r50_kinetics.pth (where it comes from: README.md, "Your own videos")')
-        network = load_i3d(args.weights, device)
+    if to_extract and args.weights is None:
+        raise DataError(f'{to_extract[0]} has no features in {args.features_dir} yet: extracting them needs '
+                        f'--weights i3d_r50_kinetics.pth (where it comes from: README.md, "Your own videos")')
+    model = model.to(device).eval()
+    network = load_i3d(args.weights, device) if to_extract else None
     failed = []
     for path, is_features in inputs:
         try:
@@ -184,15 +198,20 @@ def build_parser():
     parser.add_argument('--ckpt', required=True, help="a checkpoint of train.py or the authors' released ones")
     parser.add_argument('--weights', help='I3D ResNet-50 weights (i3d_r50_kinetics.pth, or the Caffe2 .pkl): '
                                           'needed only for videos whose features are not in --features-dir yet')
-    parser.add_argument('--test-split-size', type=int, default=32, help='snippets per scored chunk')
-    parser.add_argument('--threshold', type=float, default=0.5, help='an event is a run of frames scored >= this')
-    parser.add_argument('--out-dir', default='results/videos')
+    parser.add_argument('--test-split-size', type=int, default=32,
+                        help='snippets per scored chunk, which gets one score (default: %(default)s)')
+    parser.add_argument('--threshold', type=float, default=0.5,
+                        help='an event is a run of frames scored >= this (default: %(default)s)')
+    parser.add_argument('--out-dir', default='results/videos',
+                        help="where each input's CSV, JSON, PNG (and MP4) go (default: %(default)s)")
     parser.add_argument('--features-dir', default='features/videos',
-                        help="where videos' features are saved, and found again")
+                        help="where videos' features are saved, and found again (default: %(default)s)")
     parser.add_argument('--fps', type=float, help="frames per second of the time axis (default: the video's own; "
                                                   f"{FEATURE_FILE_FPS}, UCF-Crime's, for a feature file)")
     parser.add_argument('--video-out', action='store_true',
                         help='also write <video>-scored.mp4: the video above a strip of its score timeline')
+    parser.add_argument('--no-page', action='store_true',
+                        help="do not rewrite <out-dir>/index.html, the review page of the folder's results")
     add_extraction_arguments(parser)
     return parser
 

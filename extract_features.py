@@ -12,9 +12,12 @@ torchvision's TenCrop order (top-left, top-right, bottom-left, bottom-right, cen
 the horizontally flipped frames; --crops 1 keeps the center one); a crop's feature is the I3D network's
 layer4 output averaged over time, height and width (i3d.py).
 
-The decoding streams: at most --batch-size snippets of frames are held at a time, whatever the video's
-length. A video whose output exists is skipped (unless --overwrite); one that cannot be decoded or is
-shorter than 16 frames is reported in one line and the others go on; the exit status is 1 if any failed.
+The inputs and flags are checked first, before anything is loaded: a file without a video's extension, a
+video to extract that FFmpeg cannot open and a missing --weights file (even when every video is done) each
+end the run in one line naming it. The decoding streams: at most --batch-size snippets of frames are held at a time,
+whatever the video's length. A video whose output exists is skipped (unless --overwrite); one that fails
+while decoding or is shorter than 16 frames is reported in one line and the others go on; the exit status is
+1 if any failed.
 --shard K/N takes every N-th video from the K-th (0 <= K < N) of the sorted list, so that N jobs split a
 dataset without coordination, and together write exactly the files of one run.
 
@@ -32,12 +35,13 @@ from tqdm import tqdm
 from cli import parse_shard, run
 from dataset import DataError, save_npy
 from i3d import load_i3d
-from video import add_extraction_arguments, extract_video, extraction_device, feature_path, find_videos
+from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
+                   feature_path, find_videos)
 
 
 # ---------------------------------------------------------------------------------------------- the script
 def main(args):
-    device = extraction_device(args)
+    device = extraction_device(args)  # the flags and the --weights file
     shard, shards = parse_shard(args.shard)
     videos = find_videos(args.inputs)
     outputs = {}
@@ -48,6 +52,7 @@ def main(args):
         outputs[out] = video
     mine = videos[shard::shards]
     todo = [v for v in mine if args.overwrite or not os.path.exists(feature_path(args.out_dir, v))]
+    check_videos(todo)
     print(f'{len(mine)} videos{f" (shard {args.shard} of {len(videos)})" if shards > 1 else ""}: '
           f'{len(mine) - len(todo)} done before, {len(todo)} to extract')
     if not todo:
@@ -73,15 +78,21 @@ def main(args):
         sys.exit(1)
 
 
-if __name__ == '__main__':
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('inputs', nargs='+', metavar='VIDEO_OR_FOLDER')
+    parser.add_argument('inputs', nargs='+', metavar='VIDEO_OR_FOLDER',
+                        help=f'a video, or a folder searched recursively for videos ({" ".join(VIDEO_EXTENSIONS)})')
     parser.add_argument('--weights', required=True,
                         help="pytorch-resnet3d's i3d_r50_kinetics.pth, or FAIR's Caffe2 "
                              'i3d_baseline_32x2_IN_pretrain_400k.pkl as it is')
-    parser.add_argument('--out-dir', default='features/videos', help='where <video stem>_i3d.npy go')
+    parser.add_argument('--out-dir', default='features/videos',
+                        help='where <video stem>_i3d.npy go (default: %(default)s)')
     add_extraction_arguments(parser)
-    parser.add_argument('--shard', default='0/1', metavar='K/N', help='every N-th video from the K-th, 0 <= K < N')
+    parser.add_argument('--shard', default='0/1', metavar='K/N',
+                        help='every N-th video from the K-th, 0 <= K < N (default: %(default)s, every video)')
     parser.add_argument('--overwrite', action='store_true', help='extract again videos whose output exists')
-    args = parser.parse_args()
-    run(main, args, 'extract_features.py')
+    return parser
+
+
+if __name__ == '__main__':
+    run(main, build_parser().parse_args(), 'extract_features.py')

@@ -8,12 +8,18 @@ from model import eval_mode
 BLOCK = 16384  # snippets a matmul reads at most: long videos are cut into blocks of this many
 
 
+def chunk_score(model, chunk):
+    """The score of one chunk [t, crops, F], the original's computation: model() on its crops [crops, t, F], the
+    mean over crops. A 0-d tensor; the caller holds no_grad and eval mode."""
+    return model(chunk.transpose(0, 1)).mean(0)
+
+
 @torch.no_grad()
 def video_scores(model, features, split_size):
-    """One video's snippet scores, the original's computation as it is: features [T, crops, F] (a tensor on
-    the model's device) -> float32 numpy [T]. Per chunk, model() on its crops [crops, t, F], mean over crops."""
+    """One video's snippet scores: features [T, crops, F] (a tensor on the model's device) -> float32 numpy [T],
+    each chunk's chunk_score on its snippets."""
     with eval_mode(model):
-        scores = [model(chunk.transpose(0, 1)).mean(0).expand(len(chunk)) for chunk in features.split(split_size)]
+        scores = [chunk_score(model, chunk).expand(len(chunk)) for chunk in features.split(split_size)]
     return torch.cat(scores).cpu().numpy()
 
 
@@ -45,8 +51,8 @@ def snippet_scores(model, test_set, split_size, block=BLOCK):
         test_set.check_finite(sums)
         scores = per_crop.float().mean(1)  # float32 scores, their mean over crops in float32: the original's
 
-        def original(i):  # the original's score of chunk i: model() on its crops [crops, t, F], mean in float32
-            return model(test_set.snippets(bounds[i], bounds[i + 1]).transpose(0, 1)).mean(0)
+        def original(i):  # the original's score of chunk i, mean over crops in float32
+            return chunk_score(model, test_set.snippets(bounds[i], bounds[i + 1]))
 
         for i, score in rescore_near_ties(per_crop, original).items():
             scores[i] = score

@@ -21,8 +21,13 @@ I3D features, not I3D features: non-negative (post-ReLU), a scene per video, sni
 time, anomalies as class-specific shifts of varying strength inside the anomalous spans, look-alike
 events in normal videos, and crops that are near-copies of each other. Models rank on it roughly as
 on real features, but an AUC measured on it says nothing about the real benchmarks.
+
+Each feature folder gets a synthetic.json: the settings and the files written. A run again replaces the files
+a former run wrote (the same seed and flags: the same bytes again) and stops at files it did not write, unless
+--overwrite. preformer_feature.py does not compare a set that synthetic.py wrote with the official lists.
 """
 import argparse
+import json
 import os
 import time
 from typing import Callable, NamedTuple
@@ -31,7 +36,9 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks import BENCHMARKS
-from dataset import CROP_SUFFIX, FEATURE_SUFFIX, FRAMES_PER_SNIPPET, save_npy, write_atomic
+from cli import HelpFormatter
+from dataset import (CROP_SUFFIX, FEATURE_SUFFIX, FRAMES_PER_SNIPPET, SYNTHETIC_MARKER, save_npy, synthetic_files,
+                     write_atomic)
 
 # UCF-Crime's anomaly classes with their real (train, test) video counts
 CLASSES = {'Abuse': (48, 2), 'Arrest': (45, 5), 'Arson': (41, 9), 'Assault': (47, 3), 'Burglary': (87, 13),
@@ -239,25 +246,61 @@ def write_ucf_annotation(path, test):
     write_atomic(path, lambda f: f.write(''.join(annotation_row(v) + '\n' for v in test).encode()))
 
 
+def frame_mask_files(folder, test):
+    return [os.path.join(folder, v.name + '.npy') for v in test if v.cls != 'Normal']
+
+
 def write_frame_masks(folder, test):
     """ShanghaiTech's test_frame_mask/: per anomalous test video its uint8 mask over the video's frames, 0 to 15
     frames fewer than the 16*T its features cover (the last snippet is partly padding)."""
-    os.makedirs(folder, exist_ok=True)
-    for f in os.listdir(folder):
-        if f.endswith('.npy'):
-            os.remove(os.path.join(folder, f))
-    for v in test:
-        if v.cls != 'Normal':
-            labels = np.zeros(FRAMES_PER_SNIPPET * v.length, np.uint8)
-            for start, end in v.spans:
-                labels[start:end + 1] = 1
-            save_npy(os.path.join(folder, v.name + '.npy'), labels[:len(labels) - 7 * v.index % FRAMES_PER_SNIPPET])
+    for v, path in zip([v for v in test if v.cls != 'Normal'], frame_mask_files(folder, test)):
+        labels = np.zeros(FRAMES_PER_SNIPPET * v.length, np.uint8)
+        for start, end in v.spans:
+            labels[start:end + 1] = 1
+        save_npy(path, labels[:len(labels) - 7 * v.index % FRAMES_PER_SNIPPET])
 
 
 def write_xd_annotation(path, test):
     """XD-Violence's annotations.txt: a row `name s1 e1 s2 e2 ...` per violent test video, end exclusive."""
     rows = [' '.join([v.name] + [f'{start} {end + 1}' for start, end in v.spans]) for v in test if v.cls != 'Normal']
     write_atomic(path, lambda f: f.write(''.join(row + '\n' for row in rows).encode()))
+
+
+def feature_files(folder, video, crops, benchmark):
+    """A video's feature files: <video>_i3d.npy, or one <video>__<crop>.npy per crop (XD-Violence)."""
+    stem = os.path.join(folder, video.name)
+    if benchmark.suffix == FEATURE_SUFFIX:
+        return [stem + FEATURE_SUFFIX]
+    return [stem + CROP_SUFFIX.format(crop) for crop in range(crops)]
+
+
+def write_marker(folder, settings, paths, written):
+    """SYNTHETIC_MARKER in folder: the settings, and the files synthetic.py writes (relative to folder) with their
+    sizes once written."""
+    files = {os.path.relpath(path, folder): os.path.getsize(path) if written else None for path in sorted(paths)}
+    marker = dict(written_by='synthetic.py', settings=settings, files=files)
+    write_atomic(os.path.join(folder, SYNTHETIC_MARKER), lambda f: f.write(json.dumps(marker, indent=1).encode()))
+
+
+def remove_former_set(folders, annotation, overwrite):
+    """Remove the feature files in folders and the annotation that a former run of synthetic.py wrote (its markers
+    say which); refuse (FileExistsError) where others are there, unless overwrite, which removes those too."""
+    owned = set().union(*map(synthetic_files, folders))
+    places = [(folder, [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith('.npy')])
+              for folder in folders if os.path.isdir(folder)]
+    if os.path.isdir(annotation):
+        places.append((annotation, [os.path.join(annotation, f) for f in sorted(os.listdir(annotation))
+                                    if f.endswith('.npy')]))
+    elif os.path.isfile(annotation):
+        places.append((os.path.dirname(annotation) or '.', [annotation]))
+    for place, paths in places:
+        others = [p for p in paths if os.path.normpath(p) not in owned]
+        if others and not overwrite:
+            raise FileExistsError(f'{place} already holds {len(others)} file(s) that synthetic.py did not write '
+                                  f'(e.g. {os.path.basename(others[0])}); pass --overwrite to replace them')
+    for _, paths in places:
+        for path in paths:
+            os.remove(path)
 
 
 class Form(NamedTuple):
@@ -270,25 +313,26 @@ class Form(NamedTuple):
     two_span_share: float     # of the anomalous test videos
     annotation: str           # the annotation's default name under OUT
     write_annotation: Callable  # (path, test videos)
+    annotation_files: Callable  # (path, test videos) -> the files write_annotation writes
 
 
 FORMS = {
     'ucf': Form(CLASSES, lambda rng, cls, n_train, n_test: video_names(
         rng, 'Normal_Videos' if cls == 'Normal' else cls, n_train, n_test),
-        SMALL, FULL, 0.076, 0.15, ANNOTATION, write_ucf_annotation),
+        SMALL, FULL, 0.076, 0.15, ANNOTATION, write_ucf_annotation, lambda path, test: [path]),
     # the real counts of videos; the snippet totals are estimates
     'shanghai': Form({'Anomalous': (63, 44)}, shanghai_names,
                      dict(n_train_abnormal=32, n_train_normal=80, n_test_abnormal=15, n_test_normal=50,
                           train_snippets=5_000, test_snippets=3_000),
                      dict(n_train_abnormal=63, n_train_normal=175, n_test_abnormal=44, n_test_normal=155,
                           train_snippets=17_000, test_snippets=10_000),
-                     0.1, 0.15, 'test_frame_mask', write_frame_masks),
+                     0.1, 0.15, 'test_frame_mask', write_frame_masks, frame_mask_files),
     'xd': Form(XD_CLASSES, xd_names,
                dict(n_train_abnormal=95, n_train_normal=100, n_test_abnormal=25, n_test_normal=15,
                     train_snippets=6_000, test_snippets=3_000),
                dict(n_train_abnormal=1905, n_train_normal=2049, n_test_abnormal=500, n_test_normal=300,
                     train_snippets=420_000, test_snippets=90_000),
-               0.2, 0.4, 'annotations.txt', write_xd_annotation),
+               0.2, 0.4, 'annotations.txt', write_xd_annotation, lambda path, test: [path]),
 }
 
 
@@ -304,28 +348,30 @@ def generate(out_dir, seed=0, crops=None, feature_size=None, snr=1.0, anomalous_
     videos = plan_videos(rng, anomalous_share=form.anomalous_share if anomalous_share is None else anomalous_share,
                          two_span_share=form.two_span_share, form=form, **sizes)
     world = make_world(rng, feature_size, snr, classes=form.classes)
-    per_crop = benchmark.suffix != FEATURE_SUFFIX
     folders = {split: os.path.join(out_dir, benchmark.train_dir if split == 'Train' else benchmark.test_dir)
                for split in ('Train', 'Test')}
-    for folder in folders.values():
-        os.makedirs(folder, exist_ok=True)
-        old = [f for f in os.listdir(folder) if f.endswith(FEATURE_SUFFIX) or per_crop and f.endswith('.npy')]
-        if old and not overwrite:
-            raise FileExistsError(f'{folder} already holds {len(old)} feature files; pass --overwrite to replace them')
-        for f in old:
-            os.remove(os.path.join(folder, f))
+    test = [v for v in videos if v.split == 'Test']
+    annotation = annotation or os.path.join(out_dir, form.annotation)
+    settings = dict(dataset=dataset, seed=seed, crops=crops, feature_size=feature_size, snr=snr,
+                    anomalous_share=anomalous_share, **sizes)
+    remove_former_set(folders.values(), annotation, overwrite)
+    owned = {folder: [path for v in videos if v.split == split for path in feature_files(folder, v, crops, benchmark)]
+             for split, folder in folders.items()}
+    owned[folders['Test']] += form.annotation_files(annotation, test)
+    for folder, paths in owned.items():  # marked before they are written: an interrupted run's files are its own
+        write_marker(folder, settings, paths, written=False)
 
     for video in tqdm(videos, desc='writing synthetic videos', disable=not progress, leave=False):
         x = video_features(np.random.default_rng([seed, video.index]), world, video, crops)
-        stem = os.path.join(folders[video.split], video.name)
-        if per_crop:  # XD-Violence: one [T, F] file per crop
-            for crop in range(crops):
-                save_npy(stem + CROP_SUFFIX.format(crop), np.ascontiguousarray(x[:, crop]))
+        paths = feature_files(folders[video.split], video, crops, benchmark)
+        if len(paths) > 1:  # XD-Violence: one [T, F] file per crop
+            for crop, path in enumerate(paths):
+                save_npy(path, np.ascontiguousarray(x[:, crop]))
         else:
-            save_npy(stem + FEATURE_SUFFIX, x)
-    test = [v for v in videos if v.split == 'Test']
-    annotation = annotation or os.path.join(out_dir, form.annotation)
+            save_npy(paths[0], x)
     form.write_annotation(annotation, test)
+    for folder, paths in owned.items():
+        write_marker(folder, settings, paths, written=True)
 
     frames = FRAMES_PER_SNIPPET * sum(v.length for v in test)
     anomalous = sum(e - s + 1 for v in test if v.cls != 'Normal' for s, e in v.spans)
@@ -336,28 +382,34 @@ def generate(out_dir, seed=0, crops=None, feature_size=None, snr=1.0, anomalous_
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument('--dataset', choices=list(BENCHMARKS), default='ucf',
-                        help='the benchmark whose form to write: ucf, shanghai, xd (default: ucf)')
+                        help='the benchmark whose form to write: ucf, shanghai, xd')
     parser.add_argument('--out', default='.', help="root folder: the benchmark's feature folders and annotation")
     parser.add_argument('--seed', type=int, default=0, help='the same seed and flags give byte-identical files')
     parser.add_argument('--full', action='store_true', help="the real set's size and counts (UCF-Crime: about "
                                                             '70 GB; the others\' snippet totals are estimates)')
+    counted = {'n_train_abnormal': 'anomalous train videos', 'n_train_normal': 'normal train videos',
+               'n_test_abnormal': 'anomalous test videos', 'n_test_normal': 'normal test videos',
+               'train_snippets': 'train snippets, over all train videos', 'test_snippets': 'test snippets, over all '
+                                                                                           'test videos'}
     for key, value in SMALL.items():
         parser.add_argument('--' + key.replace('_', '-'), type=int, metavar='N',
-                            help=f'UCF-Crime: default {value}, with --full {FULL[key]}' +
-                                 (' (in all, over all videos of the split)' if 'snippets' in key else ''))
+                            help=f"{counted[key]} (default: the benchmark's; UCF-Crime: {value}, with --full "
+                                 f'{FULL[key]})')
     parser.add_argument('--crops', type=int, help="crops per snippet (default: the benchmark's, 10; xd: 5)")
     parser.add_argument('--feature-size', type=int, help="features per crop (default: I3D's, 2048; xd: 1024)")
     parser.add_argument('--snr', type=float, default=1.0,
                         help='difficulty: how far anomalies move the features they affect, in noise standard '
                              'deviations (higher is easier; 1: a trained model scores about 0.85-0.95 AUC)')
     parser.add_argument('--anomalous-share', type=float,
-                        help='the share of test frames inside anomalous spans (default UCF-Crime: the real 7.6%%; '
-                             'shanghai: 10%%, xd: 20%%)')
+                        help='the share of test frames inside anomalous spans, a fraction (default: the real '
+                             "UCF-Crime's 0.076; shanghai: 0.1, xd: 0.2)")
     parser.add_argument('--annotation', help=f'where the test annotation goes (default: OUT/{ANNOTATION}, '
                                              'OUT/test_frame_mask, OUT/annotations.txt)')
-    parser.add_argument('--overwrite', action='store_true', help='replace the feature files already in OUT')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace files that synthetic.py did not write too (its own, listed in each feature '
+                             f"folder's {SYNTHETIC_MARKER}, it replaces without asking)")
     args = parser.parse_args()
     form = FORMS[args.dataset]
     sizes = {k: getattr(args, k) for k in SMALL if getattr(args, k) is not None}

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from benchmarks import UCF
-from cli import add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name, use_benchmark
+from cli import (HelpFormatter, add_common_arguments, add_select_arguments, check_positive, pick_device, run, run_name,
+                 use_benchmark)
 from dataset import FRAMES_PER_SNIPPET, DataError, TestSet, spans, video_name, write_atomic
 from metrics import all_metrics
 from model import VideoClassifier, load_checkpoint
@@ -95,9 +96,9 @@ def main(args):
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_common_arguments(parser)
-    parser.add_argument('--seed', type=int, default=1111, help='seed in the checkpoint name')
+    parser.add_argument('--seed', type=int, default=1111, help='the training seed in the checkpoint\'s name')
     add_select_arguments(parser)
     parser.add_argument('--ckpt', help='checkpoint path (default: the name train.py gives the run with these flags, '
                                        'ckpt/SelfAttention-da{da}-r{r}-T{T}-seed{seed}.pth for --select best, '

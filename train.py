@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from cli import (add_common_arguments, add_select_arguments, check_positive, fill_defaults, pick_device, run, run_name,
-                 use_benchmark)
+from cli import (HelpFormatter, add_common_arguments, add_select_arguments, check_positive, fill_defaults, pick_device,
+                 run, run_name, use_benchmark)
 from dataset import DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class, write_atomic
 from metrics import frame_ap, frame_auc, video_auc
 from model import VideoClassifier, eval_mode, save_checkpoint
@@ -143,6 +143,8 @@ def write_csv(path, header, rows):
 def main(args):
     check_positive(args, 'batch_size', 'T', 'test_split_size', 'da', 'r', 'feature_size', 'max_epoch',
                    'eval_every', 'save_every')
+    if args.log_every is not None:
+        check_positive(args, 'log_every')
     if args.select == 'val' and not 0 < args.val_fraction < 1:
         raise DataError(f'--val-fraction must lie between 0 and 1, got {args.val_fraction}')
     device = pick_device(args.device)
@@ -157,7 +159,6 @@ def main(args):
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     model = VideoClassifier(args.feature_size, args.da, args.r).to(device)
-    print(model)
     print(f'{name}: {sum(p.numel() for p in model.parameters()):,} parameters, on {device}')
     optimizer, schedule = official_radam(model.parameters(), args.lr)
     test_set = TestSet(args.test_rgb_list, args.gt, args.feature_size, device)
@@ -224,6 +225,7 @@ def main(args):
     iteration = len(history) - 1
     per_epoch = (min(len(normal), len(anomalous)) - 1) // args.batch_size
     total = min(per_epoch * args.max_epoch, args.max_iters or per_epoch * args.max_epoch)
+    log_every = args.log_every or max(1, per_epoch // 4)
     progress = tqdm(total=total, initial=iteration, desc=name, dynamic_ncols=True)
     model.train()
     with open(history_path, 'a', buffering=1) as history_file:  # one line a write: never torn
@@ -250,9 +252,10 @@ def main(args):
             if iteration % args.save_every == 0:
                 save_state()
             progress.update()
-            progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
-                           f'{metric} {auc if auc == "" else f"{auc:.6f}"} max_{metric} {best_auc:.6f}'
-                           + (f' val_auc {val:.6f}' if val != '' else ''))
+            if iteration % log_every == 0:
+                progress.write(f'{name} epoch {sampler.epoch} iteration {iteration} loss {loss.item():.4f} '
+                               f'{metric} {auc if auc == "" else f"{auc:.6f}"} max_{metric} {best_auc:.6f}'
+                               + (f' val_auc {val:.6f}' if val != '' else ''))
     progress.close()
     save_state()
     if args.select == 'last':
@@ -294,18 +297,24 @@ def run_identity(args):
 
 
 if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_common_arguments(parser)
-    parser.add_argument('--seed', type=int, default=1111)
-    parser.add_argument('--batch-size', type=int, default=32, help='normal samples per batch, and as many anomalous')
-    parser.add_argument('--max-epoch', type=int, default=10)
+    parser.add_argument('--seed', type=int, default=1111,
+                        help="seeds torch's and numpy's generators (the run's draws), and names the run")
+    parser.add_argument('--batch-size', type=int, default=32, help='normal samples per batch, and as many anomalous; '
+                                                                   'a sample is one crop of a pooled train video')
+    parser.add_argument('--max-epoch', type=int, default=10, help='epochs, each a pass over the smaller pool')
     parser.add_argument('--max-iters', type=int, help='stop after this many iterations (default: all epochs)')
-    parser.add_argument('--lr', type=float, default=1e-3)
-    parser.add_argument('--pre-rgb-list', help='default: list/pre-{dataset}-i3d-train-32.list (as the original, '
+    parser.add_argument('--lr', type=float, default=1e-3, help="RAdam's learning rate")
+    parser.add_argument('--pre-rgb-list', help='the pooled train videos, one file a line '
+                                               '(default: list/pre-{dataset}-i3d-train-32.list, as the original, '
                                                'whatever --T)')
     parser.add_argument('--eval-every', type=int, default=1,
-                        help='evaluate the test AUC every N iterations (1: the paper, after each)')
+                        help="evaluate the test AUC every N iterations; 1: the paper's, after each")
     parser.add_argument('--save-every', type=int, default=50, help='save the state to --resume from every N iterations')
+    parser.add_argument('--log-every', type=int, metavar='N', help='print a line every N iterations; the history '
+                                                                   '.csv has every one (default: a quarter of an '
+                                                                   "epoch's iterations, at least 1)")
     parser.add_argument('--resume', action='store_true', help='continue the interrupted run with these settings')
     add_select_arguments(parser)
     args = parser.parse_args()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from cli import check_positive, pick_device
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError
-from i3d import FEATURE_SIZE
+from i3d import FEATURE_SIZE, WHERE_FROM
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.mpg', '.mpeg', '.m4v', '.wmv', '.flv', '.ts',
                     '.m2ts', '.mts', '.3gp', '.ogv', '.asf', '.vob')
@@ -32,11 +32,13 @@ CLIPS_PER_BATCH = 20  # the default batch: 2 snippets of 10 crops, 20 of 1 (2 CP
 
 # ---------------------------------------------------------------------------------------------- files
 def find_videos(inputs):
-    """The videos of inputs, sorted: a file is taken as it is, a folder is searched recursively for files
-    with a VIDEO_EXTENSIONS extension (in any case)."""
+    """The videos of inputs, sorted: a file must have a VIDEO_EXTENSIONS extension (in any case), a folder is
+    searched recursively for such files."""
     videos = set()
     for path in inputs:
         if os.path.isfile(path):
+            if not path.lower().endswith(VIDEO_EXTENSIONS):
+                raise DataError(f'{path}: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})')
             videos.add(path)
         elif os.path.isdir(path):
             found = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names
@@ -55,21 +57,50 @@ def feature_path(out_dir, video_path):
 
 
 # ---------------------------------------------------------------------------------------------- decoding
+def undecodable(video_path, error):
+    return DataError(f'{video_path}: cannot be decoded ({getattr(error, "strerror", None) or error})')
+
+
+def open_video(video_path):
+    """(the opened container, its first video stream); DataError naming the file, with FFmpeg's reason, for one
+    that FFmpeg cannot open or that has no video stream."""
+    try:
+        container = av.open(video_path)
+    except av.FFmpegError as e:
+        raise undecodable(video_path, e)
+    if not container.streams.video:
+        container.close()
+        raise DataError(f'{video_path}: no video stream in it')
+    return container, container.streams.video[0]
+
+
+def check_videos(videos):
+    """Every one of videos opens and has a video stream: the cheap check, before any work, of the files a run
+    will decode (one can still fail while decoding). The DataError names the first that does not, its reason,
+    and how many more do not (naming three)."""
+    bad = []
+    for video in videos:
+        try:
+            open_video(video)[0].close()
+        except DataError as e:
+            bad.append((video, e))
+    if bad:
+        others = [video for video, _ in bad[1:4]] + (['...'] if len(bad) > 4 else [])
+        raise DataError(f'{bad[0][1]}' + (f'; {len(bad) - 1} more fail too: {", ".join(others)}' if others else ''))
+
+
 def decoded_frames(video_path):
     """Yields (fps, the frame count the container states, 0 if none) once, then every frame of the first video
     stream (av.VideoFrame), in order. fps is the stream's average rate, NaN if it states none."""
-    try:
-        with av.open(video_path) as container:
-            if not container.streams.video:
-                raise DataError(f'{video_path}: no video stream in it')
-            stream = container.streams.video[0]
-            stream.thread_type = 'AUTO'  # frame threads too: twice as fast, the same frames
-            rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else math.nan
-            yield fps, stream.frames
+    container, stream = open_video(video_path)
+    with container:
+        stream.thread_type = 'AUTO'  # frame threads too: twice as fast, the same frames
+        rate = stream.average_rate or stream.guessed_rate
+        yield float(rate) if rate else math.nan, stream.frames
+        try:
             yield from container.decode(stream)
-    except av.FFmpegError as e:
-        raise DataError(f'{video_path}: cannot be decoded ({getattr(e, "strerror", None) or e})')
+        except av.FFmpegError as e:
+            raise undecodable(video_path, e)
 
 
 def probe_video(video_path):
@@ -176,22 +207,40 @@ def extract_video(video_path, network, crops=10, batch_size=None, device='cpu', 
 
 # ---------------------------------------------------------------------------------------------- flags
 def add_extraction_arguments(parser):
-    """The extraction flags, which detect.py shares."""
+    """The extraction flags, which detect.py and live.py share (each script adds its own --weights)."""
     parser.add_argument('--crops', type=int, choices=[10, 1], default=10,
-                        help='10: TenCrop (RTFM-style); 1: the center crop only, 10x faster')
+                        help='10: TenCrop (RTFM-style); 1: the center crop only, 10x faster (default: %(default)s)')
     parser.add_argument('--batch-size', type=int,
-                        help='snippets decoded and run through the network at a time, each as --crops clips '
-                             f'(default: {CLIPS_PER_BATCH} clips, {CLIPS_PER_BATCH // 10} snippets of 10 crops)')
+                        help='snippets decoded and run through the network at a time (default: '
+                             f'{CLIPS_PER_BATCH // 10} snippets with 10 crops, {CLIPS_PER_BATCH} with 1)')
     parser.add_argument('--half', action='store_true',
                         help='float16 autocast on CUDA: faster, features differ slightly from float32 (README)')
-    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'], help='auto: CUDA when present')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='auto: CUDA when present (default: %(default)s)')
+
+
+def check_weights(path):
+    """The I3D weights file exists, is not empty and can be read: checked before any work, whether or not the
+    run needs the network (i3d.load_i3d checks what it holds when it loads it)."""
+    if not os.path.isfile(path):
+        raise DataError(f'--weights {path}: no such file; {WHERE_FROM}')
+    try:
+        with open(path, 'rb') as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise DataError(f'--weights {path}: cannot be read ({e.strerror})')
+    if empty:
+        raise DataError(f'--weights {path}: an empty file (an interrupted download?); {WHERE_FROM}')
 
 
 def extraction_device(args):
-    """The device of --device, checking the extraction flags against it."""
+    """The device of --device, after checking the extraction flags (--half against the device) and, when given,
+    --weights (check_weights): the checks every video script makes first."""
     if args.batch_size is not None:
         check_positive(args, 'batch_size')
     device = pick_device(args.device)
     if args.half and device.type != 'cuda':
         raise DataError('--half needs a CUDA device')
+    if args.weights is not None:
+        check_weights(args.weights)
     return device

@@ -28,11 +28,22 @@ def timeline(scores, threshold, width, height):
     return picture, starts
 
 
+def h264_stream(container, rate, width, height):
+    """An H.264 video stream in container: libx264 (preset veryfast: 1.5x the default's speed here) where this
+    FFmpeg has it, else mpeg4 at 4 bits per pixel per second (its default, 200 kb/s, blurs); yuv420p, the size
+    rounded up to even."""
+    codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
+    stream = container.add_stream(codec, rate=rate, options={'preset': 'veryfast'} if codec == 'libx264' else {})
+    stream.width, stream.height, stream.pix_fmt = width + width % 2, height + height % 2, 'yuv420p'
+    if codec == 'mpeg4':
+        stream.bit_rate = 4 * stream.width * stream.height
+    return stream
+
+
 def write_scored_video(video_path, path, scores, fps, threshold):
     """Write video_path with its score strip below to path (MP4, atomically) at fps frames per second:
     libx264 where this FFmpeg has it, else mpeg4; padded to even sizes. Frame i shows scores[i] (a frame
     past the scores' end, the last one); frames are decoded, drawn and encoded one at a time."""
-    codec = 'libx264' if 'libx264' in av.codecs_available else 'mpeg4'
 
     def write(f):
         with av.open(video_path) as source, av.open(f, 'w', format='mp4') as target:
@@ -45,12 +56,7 @@ def write_scored_video(video_path, path, scores, fps, threshold):
             canvas = Image.new('RGB', (width + width % 2, height + height % 2 + strip_height))
             top = canvas.height - strip_height
             font = ImageFont.load_default(size=max(10, strip_height // 4))
-            # libx264's preset veryfast: 1.5x the default's (medium) speed here; mpeg4's default, 200 kb/s, blurs
-            encoder = target.add_stream(codec, rate=Fraction(fps).limit_denominator(1001),
-                                        options={'preset': 'veryfast'} if codec == 'libx264' else {})
-            encoder.width, encoder.height, encoder.pix_fmt = canvas.width, canvas.height, 'yuv420p'
-            if codec == 'mpeg4':
-                encoder.bit_rate = 4 * canvas.width * canvas.height
+            encoder = h264_stream(target, Fraction(fps).limit_denominator(1001), canvas.width, canvas.height)
             for i, frame in enumerate(source.decode(decoder)):
                 score = float(scores[min(i, len(scores) - 1)])
                 color = RED if score >= threshold else GREEN

@@ -8,8 +8,11 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(REPO, '..', 'shared')  # the real reference material, beside the checkout (never in it)
-needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason='needs ../shared beside the checkout')
+OFFICIAL = os.path.join(REPO, 'list', 'official')  # the benchmarks' public lists and test annotations
+SHARED = os.path.join(REPO, '..', 'shared')  # the authors' checkpoints and trajectory, beside the checkout (never in it)
+needs_shared = pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, 'reference')),
+                                  reason="needs ../shared/reference beside the checkout (the authors' released "
+                                         'checkpoints or their training trajectory)')
 FEATURE_SIZE = 16   # tiny stand-in for I3D's 2048
 CROPS = 2
 

@@ -1,5 +1,5 @@
 """ShanghaiTech and XD-Violence beside UCF-Crime: list order, normal rule, frame ground truth (from the real
-reference material where it is beside the checkout), per-crop files, AP, and a short run that learns."""
+official files in list/official), per-crop files, AP, and a short run that learns."""
 import json
 import os
 import random
@@ -12,20 +12,21 @@ from sklearn.metrics import average_precision_score
 
 import synthetic
 from benchmarks import BENCHMARKS, SHANGHAI, UCF, XD
-from conftest import SHARED, needs_shared, run_script
+from conftest import OFFICIAL, run_script
 import dataset
 from dataset import DataError, Pool, open_features
 from metrics import frame_ap
+from preformer_feature import compare_with_official
 
 FOLDERS = {'ucf': 'ucf_crime', 'shanghai': 'shanghaitech', 'xd': 'xd_violence'}
 COUNTS = {  # (anomalous, normal) videos of the official lists: train, test
     'ucf': ((810, 800), (140, 150)), 'shanghai': ((63, 175), (44, 155)), 'xd': ((1905, 2049), (500, 300))}
-MASKS = os.path.join(SHARED, 'shanghaitech', 'test_frame_mask')
-XD_ANNOTATION = os.path.join(SHARED, 'xd_violence', 'annotations.txt')
+MASKS = os.path.join(OFFICIAL, 'shanghaitech', 'test_frame_mask')
+XD_ANNOTATION = os.path.join(OFFICIAL, 'xd_violence', 'annotations.txt')
 
 
 def official(key, split):
-    return [line.strip() for line in open(os.path.join(SHARED, FOLDERS[key], f'{split}_videos.txt')) if line.strip()]
+    return [line.strip() for line in open(os.path.join(OFFICIAL, FOLDERS[key], f'{split}_videos.txt')) if line.strip()]
 
 
 def touch_features(folder, names, benchmark):
@@ -37,7 +38,6 @@ def touch_features(folder, names, benchmark):
 
 
 # ---------------------------------------------------------------------------------------------- lists
-@needs_shared
 @pytest.mark.parametrize('split', ['train', 'test'])
 @pytest.mark.parametrize('key', list(BENCHMARKS))
 def test_scan_gives_the_official_list_order(tmp_path, key, split):
@@ -80,7 +80,6 @@ def sh_by_hand(mask, n_frames):
     return np.array([mask[f] if f < len(mask) else mask[-1] for f in range(n_frames)], float)
 
 
-@needs_shared
 def test_shanghai_ground_truth_from_the_real_masks(tmp_path):
     masks = SHANGHAI.read_annotation(MASKS)
     assert len(masks) == 107 and all(m.dtype == np.uint8 for m in masks.values())
@@ -111,7 +110,6 @@ def xd_by_hand(spans, n_frames):
     return np.array([1.0 if any(s <= f < e for s, e in spans) else 0.0 for f in range(n_frames)])
 
 
-@needs_shared
 def test_xd_ground_truth_from_the_real_annotation():
     annotation = XD.read_annotation(XD_ANNOTATION)
     assert len(annotation) == 500
@@ -260,3 +258,64 @@ def test_a_failed_preparation_leaves_the_previous_outputs(tmp_path):
     after.update({p: p.read_bytes() for p in (tmp_path / 'preformer_features-xd').iterdir()})
     assert after == before
     assert [p.name for p in tmp_path.iterdir() if '.tmp' in p.name] == []  # no staging left behind
+
+
+# ---------------------------------------------------------------------------------------------- official videos
+def test_a_folder_is_compared_with_the_official_videos_when_it_holds_more_than_half(tmp_path):
+    official = [f'v{i:02d}' for i in range(30)]
+    folder = str(tmp_path)
+
+    def compare(names):
+        return compare_with_official(official, folder, 'test', [os.path.join(folder, n + '_i3d.npy') for n in names])
+
+    assert compare(official[:15] + ['mine']) == ('', '')  # half of them: a folder of one's own videos
+    assert compare(official[::-1]) == (', the official list', '')
+    assert compare(official[:18] + ['mine', 'v99']) == (
+        ', not the official 30: 12 missing, 2 not official',
+        f'{folder} holds 18 of the 30 official test videos; missing: {", ".join(official[18:28])} and 2 more; '
+        'not official: mine, v99')
+    assert compare(official[1:]) == (', not the official 30: 1 missing, 0 not official',
+                                     f'{folder} holds 29 of the 30 official test videos; missing: v00')
+
+
+def test_a_set_synthetic_py_wrote_is_not_compared(tmp_path):
+    synthetic.generate(str(tmp_path), crops=1, feature_size=4, progress=False, n_train_abnormal=4, n_train_normal=4,
+                       n_test_abnormal=2, n_test_normal=2, train_snippets=40, test_snippets=20)
+    folder = str(tmp_path / 'features' / 'UCF-Test')
+    paths = UCF.scan(folder)
+    official = [dataset.video_name(p) for p in paths][1:] + ['Other001_x264']  # most names official, not all
+    assert compare_with_official(official, folder, 'test', paths) == ('', '')
+    np.save(paths[0], np.ones((3, 1, 4), np.float32))  # a download replaced one of its files: the folder is compared
+    assert compare_with_official(official, folder, 'test', paths)[0] == \
+        ', not the official 4: 1 missing, 1 not official'
+
+
+def test_a_download_missing_official_videos_is_named_before_anything_is_written(tmp_path):
+    train, test = official('shanghai', 'train'), official('shanghai', 'test')
+    missing = {'Train': train[5:7], 'Test': [test[0], test[100], test[150]]}
+    held = {'Train': [n for n in train if n not in missing['Train']],
+            'Test': [n for n in test if n not in missing['Test']] + ['99_0999']}
+    for split, names in held.items():
+        os.makedirs(tmp_path / 'features' / f'SH-{split}')
+        for name in names:
+            np.save(tmp_path / 'features' / f'SH-{split}' / f'{name}_i3d.npy', np.ones((2, 1, 4), np.float32))
+    flags = ['--dataset', 'shanghai', '--feature-size', 4]
+    differences = [f'features/SH-Train holds 236 of the 238 official train videos; missing: '
+                   f'{", ".join(missing["Train"])}',
+                   f'features/SH-Test holds 196 of the 199 official test videos; missing: '
+                   f'{", ".join(missing["Test"])}; not official: 99_0999']
+    refused = run_script('preformer_feature.py', *flags, cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and refused.stderr == (
+        f'preformer_feature.py: error: {"; ".join(differences)}. The lists would not be ShanghaiTech\'s official '
+        'ones, nor the scores its own: complete the download, or pass --allow-missing to write them anyway\n')
+    assert os.listdir(tmp_path) == ['features']  # nothing written
+
+    allowed = run_script('preformer_feature.py', *flags, '--allow-missing', cwd=tmp_path)
+    assert [line for line in allowed.stderr.splitlines() if 'warning' in line] == \
+        [f'preformer_feature.py: warning: {line}' for line in differences]
+    assert open(tmp_path / 'list' / 'shanghai-i3d-test.list').read().splitlines() == [
+        f'features/SH-Test/{n}_i3d.npy' for n in dataset.official_order(held['Test'], SHANGHAI.is_normal)]
+    assert ('list/shanghai-i3d-test.list: 197 ShanghaiTech test videos, not the official 199: 3 missing, '
+            '1 not official') in allowed.stdout.splitlines()
+    assert ('list/pre-shanghai-i3d-train-32.list: 236 pooled train videos in preformer_features-shanghai, not the '
+            'official 238: 2 missing, 0 not official') in allowed.stdout.splitlines()

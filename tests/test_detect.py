@@ -2,6 +2,7 @@
 the CSV, JSON, PNG and MP4 it writes, a generated video end to end, and one clear line for every bad input."""
 import json
 import os
+import shutil
 
 import av
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 
 from conftest import assert_png, run_script
 from dataset import DataError
-from detect import build_parser, find_events, frame_scores, main
+from results import Events, find_events
+from detect import build_parser, frame_scores, main
 from model import VideoClassifier, save_checkpoint
 from video_out import BACKGROUND, DIM, GREEN, LINE, RED, timeline, write_scored_video
 
@@ -100,6 +102,13 @@ def test_events_are_the_maximal_runs_at_or_above_the_threshold(scores, threshold
     scores = np.array(scores, np.float32)
     expected = [(s, e, float(np.float32(peak))) for s, e, peak in events]
     assert find_events(scores, threshold) == expected == events_by_hand(scores, threshold)
+    for block in (1, 2, 3):  # fed block by block as live.py does: the same events, each start said once
+        events, changes = Events(threshold), []
+        for first in range(0, len(scores), block):
+            changes += events.add(first, scores[first:first + block])
+        changes += events.end(len(scores))
+        assert [c[1:] for c in changes if c[0] == 'end'] == expected
+        assert [c[1:] for c in changes if c[0] == 'start'] == [(s, float(scores[s])) for s, _, _ in expected]
 
 
 def test_frames_after_the_last_snippet_carry_its_score():
@@ -121,7 +130,8 @@ def test_feature_file_gets_the_test_protocol_scores(tmp_path):
     result = run_script('detect.py', 'Arrest001_x264_i3d.npy', '--ckpt', 'model.pth', '--test-split-size', 10,
                         '--threshold', repr(threshold), '--fps', FPS, '--device', 'cpu', cwd=tmp_path)
     out = tmp_path / 'results' / 'videos'
-    assert sorted(os.listdir(out)) == ['Arrest001_x264.csv', 'Arrest001_x264.json', 'Arrest001_x264.png']
+    assert sorted(os.listdir(out)) == ['Arrest001_x264.csv', 'Arrest001_x264.json', 'Arrest001_x264.png',
+                                      'index.html']
     frames, times, scores = read_csv(out / 'Arrest001_x264.csv')
     assert frames == list(range(16 * 37))
     assert times == [f'{f / FPS:.4f}' for f in frames]
@@ -146,6 +156,64 @@ def test_feature_file_time_axis_defaults_to_30_fps(tmp_path, monkeypatch):
     main(build_parser().parse_args(['clip_i3d.npy', '--ckpt', 'model.pth', '--device', 'cpu', '--out-dir', '.']))
     assert json.load(open('clip.json'))['fps'] == 30
     assert read_csv('clip.csv')[1][-1] == f'{47 / 30:.4f}'
+
+
+# ---------------------------------------------------------------------------------------------- warnings
+SHORT = ('detect.py: warning: clip_i3d.npy: 5 snippets, fewer than one chunk of --test-split-size 8: the whole video '
+         'gets one score; a smaller --test-split-size scores it in parts')
+ONE = ('detect.py: warning: clip_i3d.npy: 1 snippets, fewer than one chunk of --test-split-size 8: the whole video '
+       'gets one score')
+SATURATED = ('detect.py: warning: clip_i3d.npy: every score is below 1e-06 or above 1 - 1e-06 (from {:.3g} to {:.3g}): '
+             'the checkpoint and the features most likely do not fit each other (a model trained on synthetic '
+             "features, as the Quick start's, scoring real I3D features?)")
+
+
+@pytest.mark.parametrize('snippets, split_size, bias, threshold, warnings, title', [
+    (8, 8, None, '0', [], 'clip (shaded: the events, score ≥ 0)'),
+    (5, 8, None, '1', [SHORT], 'clip (no events: no frame scored ≥ 1)'),
+    (1, 8, None, '1', [ONE], 'clip (no events: no frame scored ≥ 1)'),  # no smaller chunk to suggest
+    (12, 4, -40.0, '0', [SATURATED], 'clip (shaded: the events, score ≥ 0)'),
+    (12, 4, -10.0, '0.5', [], 'clip (no events: no frame scored ≥ 0.5)'),
+], ids=['one chunk', 'shorter than a chunk', 'one snippet', 'saturated scores', 'low scores'])
+def test_warnings_and_the_title(tmp_path, monkeypatch, capsys, snippets, split_size, bias, threshold, warnings,
+                                title):
+    """bias: the last layer's, set to make every score tiny (a model that does not fit the features)."""
+    import plots
+    monkeypatch.chdir(tmp_path)
+    titles = []
+    monkeypatch.setattr(plots, 'plot_scores', lambda title, *rest: titles.append(title))
+    model = save_model('model.pth', feature_size=16)
+    if bias is not None:
+        model.fc2.bias.data.fill_(bias)
+        save_checkpoint(model, 'model.pth')
+    features = np.random.default_rng(2).standard_normal((snippets, 2, 16), dtype=np.float32)
+    np.save('clip_i3d.npy', features)
+    scores = protocol_by_hand(model, features, split_size, 16 * snippets)
+    assert np.all((scores < 1e-6) | (scores > 1 - 1e-6)) == (SATURATED in warnings)  # the cases are what they say
+    main(build_parser().parse_args(['clip_i3d.npy', '--ckpt', 'model.pth', '--test-split-size', str(split_size),
+                                    '--threshold', threshold, '--device', 'cpu']))
+    expected = [w.format(scores.min(), scores.max()) for w in warnings]
+    assert capsys.readouterr().err.splitlines() == expected
+    assert titles == [title] and os.path.isfile('results/videos/clip.json')  # warned, and the run went on
+
+
+def test_help_gives_every_argument_a_help_and_shows_the_defaults(monkeypatch):
+    monkeypatch.setenv('COLUMNS', '1000')  # no line breaks inside an entry
+    parser = build_parser()
+    assert all(action.help for action in parser._actions)
+    text = ' '.join(parser.format_help().split())
+    for entry in ('--test-split-size TEST_SPLIT_SIZE snippets per scored chunk, which gets one score (default: 32) ',
+                  '--threshold THRESHOLD an event is a run of frames scored >= this (default: 0.5) ',
+                  "--out-dir OUT_DIR where each input's CSV, JSON, PNG (and MP4) go (default: results/videos) ",
+                  "--features-dir FEATURES_DIR where videos' features are saved, and found again (default: "
+                  'features/videos) ',
+                  "--fps FPS frames per second of the time axis (default: the video's own; 30, UCF-Crime's, for a "
+                  'feature file) ',
+                  '--crops {10,1} 10: TenCrop (RTFM-style); 1: the center crop only, 10x faster (default: 10) ',
+                  '--batch-size BATCH_SIZE snippets decoded and run through the network at a time (default: 2 '
+                  'snippets with 10 crops, 20 with 1) ',
+                  '--device {auto,cpu,cuda} auto: CUDA when present (default: auto)'):
+        assert entry in text, entry
 
 
 # ---------------------------------------------------------------------------------------------- the scored video
@@ -200,6 +268,9 @@ def write_bad_inputs(root):
     (root / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(100))
     os.makedirs(root / 'stale')
     np.save(root / 'stale' / 'clip_i3d.npy', np.ones((5, 1, 2048), np.float32))  # 40 frames make 2 snippets
+    os.makedirs(root / 'mixed')
+    shutil.copy(root / 'clip.mp4', root / 'mixed' / 'a.mp4')
+    shutil.copy(root / 'broken.mp4', root / 'mixed' / 'b.mp4')
 
 
 M16 = ['--ckpt', 'model16.pth']
@@ -219,9 +290,13 @@ CASES = {  # id: (arguments, words the message must hold)
     'damaged checkpoint': (['clip_i3d.npy', '--ckpt', 'damaged.pth'], ['damaged.pth', 'fc1.weight', '[32, 48]']),
     'video without --weights': (['clip.mp4', *M], ['clip.mp4', 'no features in features/videos', '--weights']),
     'video and a checkpoint of other features': (['clip.mp4', *M16], ['model16.pth', 'size 16', '2048']),
-    'missing weights file': (['clip.mp4', *M, '--weights', 'ghost.pth'], ['ghost.pth']),
+    'missing weights file': (['clip.mp4', *M, '--weights', 'ghost.pth'], ['--weights ghost.pth: no such file']),
+    'missing weights file, unneeded': (['clip_i3d.npy', *M16, '--weights', 'ghost.pth'],
+                                       ['--weights ghost.pth: no such file']),
     'too short video': (['short.mp4', *M, '--weights', WEIGHTS], ['short.mp4', '10 frames', 'fewer than the 16']),
     'undecodable video': (['broken.mp4', *M, '--weights', WEIGHTS], ['broken.mp4', 'cannot be decoded']),
+    'undecodable video among others, no --weights': (['mixed', *M], [
+        'mixed/b.mp4: cannot be decoded (Invalid data found when processing input)']),
     '--half without CUDA': (['clip_i3d.npy', *M16, '--half'], ['--half', 'CUDA']),
     'features of another video': (['clip.mp4', *M, '--features-dir', 'stale'],
                                   ['stale/clip_i3d.npy', '5 snippets', '40 frames', 'make 2']),
@@ -265,13 +340,13 @@ def test_one_failed_input_leaves_the_others_done(tmp_path):
     save_model(tmp_path / 'model.pth', feature_size=16)
     for name, value in (('a', 1.0), ('b', np.nan), ('c', 2.0)):
         np.save(tmp_path / f'{name}_i3d.npy', np.full((4, 2, 16), value, np.float32))
-    result = run_script('detect.py', 'a_i3d.npy', 'b_i3d.npy', 'c_i3d.npy', '--ckpt', 'model.pth', cwd=tmp_path,
-                        check=False)
+    result = run_script('detect.py', 'a_i3d.npy', 'b_i3d.npy', 'c_i3d.npy', '--ckpt', 'model.pth',
+                        '--test-split-size', 4, cwd=tmp_path, check=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ['detect.py: error: b_i3d.npy: the features hold NaN or Inf values',
                                           'detect.py: error: 1 of 3 inputs failed (above); the others are done']
     assert sorted(os.listdir(tmp_path / 'results' / 'videos')) == [f'{name}.{ext}' for name in 'ac'
-                                                                   for ext in ('csv', 'json', 'png')]
+                                                                   for ext in ('csv', 'json', 'png')] + ['index.html']
 
 
 # ---------------------------------------------------------------------------------------------- a video, end to end
@@ -287,7 +362,7 @@ def test_video_end_to_end_then_rescored_from_its_features(tmp_path, i3d_weights)
     assert expected[0] != expected[-1]  # each snippet its own chunk: the last 8 frames must take the second's
 
     out = tmp_path / 'results' / 'videos'
-    assert sorted(os.listdir(out)) == ['Clip-scored.mp4', 'Clip.csv', 'Clip.json', 'Clip.png']
+    assert sorted(os.listdir(out)) == ['Clip-scored.mp4', 'Clip.csv', 'Clip.json', 'Clip.png', 'index.html']
     frames, times, scores = read_csv(out / 'Clip.csv')
     assert frames == list(range(40)) and times == [f'{f / FPS:.4f}' for f in frames]
     np.testing.assert_array_equal(scores, expected)

@@ -1,11 +1,14 @@
 """Every user mistake ends in one line naming the culprit, a non-zero exit and no traceback."""
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import FEATURE_SIZE, run_script
+from conftest import FEATURE_SIZE, REPO, run_script
 from dataset import DataError, check_finite
 from model import VideoClassifier, save_checkpoint
 
@@ -108,6 +111,7 @@ CASES = {  # id: (breakage, script, flags, words the message must hold)
     'missing checkpoint': (None, 'test.py', [*F, '--seed', 42], ['ckpt/SelfAttention-da64-r3-T32-seed42.pth', 'not found']),
     'zero split size': (None, 'test.py', [*F, '--test-split-size', 0], ['--test-split-size', '0']),
     'negative batch size': (None, 'train.py', [*F, '--batch-size', -4], ['--batch-size', '-4']),
+    'zero log-every': (None, 'train.py', [*F, '--log-every', 0], ['--log-every', '0']),
     'zero T': (None, 'preformer_feature.py', [*F, '--T', 0], ['--T', '0']),
     'no normal train videos': (keep_train_videos(normal=False), 'train.py', F, [TRAIN_LIST, 'no normal videos']),
     'no anomalous train videos': (keep_train_videos(normal=True), 'train.py', F, [TRAIN_LIST, 'no anomalous videos']),
@@ -143,3 +147,38 @@ def test_non_finite_features_are_refused(values, finite):
     else:
         with pytest.raises(DataError, match='v_i3d.npy: the features hold NaN or Inf values'):
             check_finite('v_i3d.npy', x)
+
+
+def help_entries(text):
+    """--help's arguments: {invocation: its help text}, from the sections after the usage and description."""
+    entries, section = {}, False
+    for line in text.splitlines():
+        if line in ('options:', 'optional arguments:', 'positional arguments:'):
+            section = True
+        elif not line.strip():
+            section = False
+        elif section and line.startswith('  ') and not line.startswith('   '):  # an argument: its text after 2 spaces
+            invocation, _, help_text = line.strip().partition('  ')
+            entries[invocation] = help_text.strip()
+        elif section and entries:
+            entries[invocation] += ' ' + line.strip()
+    return entries
+
+
+def test_help_shows_every_flags_text_and_default():
+    scripts = ['train.py', 'test.py', 'preformer_feature.py', 'synthetic.py']
+    runs = [subprocess.Popen([sys.executable, os.path.join(REPO, s), '--help'], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, 'COLUMNS': '100'}) for s in scripts]
+    for script, process in zip(scripts, runs):
+        entries = help_entries(process.communicate()[0])
+        assert process.returncode == 0 and len(entries) > 10, script
+        for invocation, text in entries.items():
+            if invocation.startswith('-h'):
+                continue
+            takes_a_value = ' ' in invocation.split(', ')[-1]  # '--da DA'; a switch is '--plot', off by default
+            assert text, f'{script} {invocation}: no help text'
+            assert not takes_a_value or re.search(r'\(default:? [^)]', text), f'{script} {invocation}: {text!r}'
+        if script in ('train.py', 'test.py'):
+            for flag, default in [('--da DA', 64), ('--r R', 3), ('--T T', 32), ('--seed SEED', 1111),
+                                  ('--test-split-size TEST_SPLIT_SIZE', 32), ('--ckpt-dir CKPT_DIR', 'ckpt')]:
+                assert entries[flag].endswith(f'(default: {default})'), (script, flag, entries[flag])

@@ -24,8 +24,8 @@ from PIL import Image
 from conftest import REPO, run_script
 from dataset import DataError
 from cli import parse_shard
-from video import extract_video, feature_path, find_videos, probe_video
-from i3d import load_i3d, read_weights
+from video import VIDEO_EXTENSIONS, extract_video, feature_path, find_videos, probe_video
+from i3d import WHERE_FROM, load_i3d, read_weights
 
 # the inflation pattern: per layer, the width and the temporal kernel of each block's first conv
 LAYERS = {1: (64, [3, 3, 3]), 2: (128, [3, 1, 3, 1]), 3: (256, [3, 1, 3, 1, 3, 1]), 4: (512, [1, 3, 1])}
@@ -403,9 +403,24 @@ def test_shards_together_equal_one_run(tmp_path, weights):
     assert names == sorted(os.listdir(tmp_path / 'shards')) == ['A_i3d.npy', 'B_i3d.npy', 'C_i3d.npy']
     for name in names:
         assert (tmp_path / 'one' / name).read_bytes() == (tmp_path / 'shards' / name).read_bytes(), name
-    # without --overwrite what exists is skipped, and no weights are needed for it
-    again = run_script('extract_features.py', 'videos', '--weights', 'absent.pth', '--out-dir', 'one', cwd=tmp_path)
+    # without --overwrite what exists is skipped (the weights file is still checked: test_checked_before_any_work)
+    again = run_script('extract_features.py', *common, '--out-dir', 'one', cwd=tmp_path)
     assert '3 done before, 0 to extract' in again.stdout, again.stdout
+
+
+def test_help_gives_every_argument_a_help_and_shows_the_defaults(monkeypatch):
+    from extract_features import build_parser
+    monkeypatch.setenv('COLUMNS', '1000')  # no line breaks inside an entry
+    parser = build_parser()
+    assert all(action.help for action in parser._actions)
+    text = ' '.join(parser.format_help().split())
+    for entry in ('--out-dir OUT_DIR where <video stem>_i3d.npy go (default: features/videos)',
+                  '--crops {10,1} 10: TenCrop (RTFM-style); 1: the center crop only, 10x faster (default: 10) ',
+                  '--batch-size BATCH_SIZE snippets decoded and run through the network at a time (default: 2 '
+                  'snippets with 10 crops, 20 with 1) ',
+                  '--device {auto,cpu,cuda} auto: CUDA when present (default: auto) ',
+                  '--shard K/N every N-th video from the K-th, 0 <= K < N (default: 0/1, every video) '):
+        assert entry in text, entry
 
 
 @pytest.mark.parametrize('text', ['1-4', '0/0', '-1/2', '1/2/3', '2/2', 'a/b'])
@@ -415,30 +430,82 @@ def test_bad_shards(text):
 
 
 def test_find_videos(tmp_path):
-    for name in ('b/x.MP4', 'b/c/y.avi', 'a.webm', 'notes.txt', 'b/z_i3d.npy'):
+    for name in ('b/x.MP4', 'b/c/y.avi', 'a.webm', 'b/notes.txt', 'b/z_i3d.npy'):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b'')
-    found = find_videos([str(tmp_path / 'b'), str(tmp_path / 'a.webm'), str(tmp_path / 'notes.txt')])
-    assert found == sorted(str(tmp_path / n) for n in ('a.webm', 'b/c/y.avi', 'b/x.MP4', 'notes.txt'))
+    found = find_videos([str(tmp_path / 'b'), str(tmp_path / 'a.webm')])
+    assert found == sorted(str(tmp_path / n) for n in ('a.webm', 'b/c/y.avi', 'b/x.MP4'))
+    with pytest.raises(DataError, match=r'notes.txt: not a video, by its extension \(.mp4 .avi .mkv '):
+        find_videos([str(tmp_path / 'a.webm'), str(tmp_path / 'b' / 'notes.txt')])
     assert feature_path('out', 'videos/Abuse028_x264.mp4') == os.path.join('out', 'Abuse028_x264_i3d.npy')
 
 
+def damaged_video(path):
+    """A video whose container opens, and whose frames stop decoding after the sixth: the middle third zeroed."""
+    data = bytearray(open(write_video(path, 40, width=64, height=48), 'rb').read())
+    data[len(data) // 3:2 * len(data) // 3] = bytes(len(data) // 3)
+    path.write_bytes(data)
+    return str(path)
+
+
 def test_a_bad_video_among_good_ones(tmp_path, weights):
-    """An undecodable and a too-short video: one line each, the good video still written, exit status 1."""
+    """A video that fails while decoding and a too-short one: one line each, the good video still written, exit
+    status 1."""
     folder = tmp_path / 'videos'
     folder.mkdir()
     write_video(folder / 'good.mp4', 16)
     write_video(folder / 'short.mp4', 10)
-    (folder / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + os.urandom(2000))
+    damaged_video(folder / 'damaged.mp4')
     result = run_script('extract_features.py', 'videos', '--weights', weights[1], '--crops', 1, cwd=tmp_path,
                         check=False)
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith('extract_features.py: error: ') for line in lines), lines
-    assert 'broken.mp4' in lines[0] and 'cannot be decoded' in lines[0]
-    assert 'short.mp4: 10 frames' in lines[1]
+    assert result.stderr.strip().splitlines() == [
+        'extract_features.py: error: videos/damaged.mp4: cannot be decoded (Invalid data found when processing input)',
+        'extract_features.py: error: videos/short.mp4: 10 frames, fewer than the 16 of one snippet']
     assert os.listdir(tmp_path / 'features' / 'videos') == ['good_i3d.npy']
     assert '1 extracted, 0 skipped, 2 failed' in result.stdout
+
+
+BROKEN = b'\x00\x00\x00\x18ftypmp42' + bytes(100)  # an MP4 header and nothing more
+UP_FRONT = {  # id: (arguments, the message): each stops the run before the weights (an HTML page) are read
+    'a file not a video': (['videos', 'notes.txt', '--weights', 'html.pth'],
+                           f'notes.txt: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})'),
+    'videos FFmpeg cannot open': (['videos', 'broken', '--weights', 'html.pth'],
+                                  'broken/b.mp4: cannot be decoded (Invalid data found when processing input); '
+                                  '4 more fail too: broken/c.mp4, broken/d.mkv, broken/e.mp4, ...'),
+    'a file without a video stream': (['videos', 'sound.mkv', '--weights', 'html.pth'],
+                                      'sound.mkv: no video stream in it'),
+    'missing weights, all done': (['videos', '--weights', 'absent.pth', '--out-dir', 'done'],
+                                  f'--weights absent.pth: no such file; {WHERE_FROM}'),
+    'empty weights, all done': (['videos', '--weights', 'empty.pth', '--out-dir', 'done'],
+                                f'--weights empty.pth: an empty file (an interrupted download?); {WHERE_FROM}'),
+}
+
+
+@pytest.mark.parametrize('case', UP_FRONT)
+def test_checked_before_any_work(tmp_path, monkeypatch, case):
+    from extract_features import build_parser, main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'videos').mkdir()
+    write_video(tmp_path / 'videos' / 'a.mp4', 16, width=64, height=48)
+    (tmp_path / 'broken').mkdir()
+    for name in ('b.mp4', 'c.mp4', 'd.mkv', 'e.mp4', 'f.mp4'):
+        (tmp_path / 'broken' / name).write_bytes(BROKEN)
+    with av.open('sound.mkv', 'w') as container:  # a sound track and no picture
+        stream = container.add_stream('pcm_s16le', rate=8000, layout='mono')
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), 's16', 'mono')
+        sound.sample_rate = 8000
+        container.mux(stream.encode(sound))
+    (tmp_path / 'notes.txt').write_text('not a video')
+    (tmp_path / 'html.pth').write_text('<html>Not Found</html>')
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    (tmp_path / 'done').mkdir()
+    (tmp_path / 'done' / 'a_i3d.npy').write_bytes(b'')  # a.mp4 is done
+    arguments, message = UP_FRONT[case]
+    with pytest.raises(DataError) as error:
+        main(build_parser().parse_args([*arguments, '--device', 'cpu']))
+    assert str(error.value) == message
+    assert not os.path.exists('features')
 
 
 FLAG_CASES = {  # id: (videos to make, arguments, words the message must hold)

@@ -5,10 +5,10 @@ import random
 import numpy as np
 import pytest
 
-from conftest import SHARED, needs_shared, run_script
+from conftest import OFFICIAL, run_script
 from dataset import frame_labels, ground_truth, pool, read_annotation, scan_features
 
-UCF_CRIME = os.path.join(SHARED, 'ucf_crime')
+UCF_CRIME = os.path.join(OFFICIAL, 'ucf_crime')
 ANNOTATION = os.path.join(UCF_CRIME, 'Temporal_Anomaly_Annotation_for_Testing_Videos.txt')
 
 
@@ -55,7 +55,6 @@ def test_pool_is_bit_exact_on_real_valued_features():
         np.testing.assert_array_equal(pool(features, 32)[crop], expected)
 
 
-@needs_shared
 @pytest.mark.parametrize('split', ['train', 'test'])
 def test_scan_gives_the_official_list_order(tmp_path, split):
     official = [line.strip() for line in open(os.path.join(UCF_CRIME, f'{split}_videos.txt')) if line.strip()]
@@ -87,7 +86,6 @@ def labels_by_hand(n_frames, spans):
     return np.array([1.0 if any(s <= f <= e for s, e in spans) else 0.0 for f in range(n_frames)])
 
 
-@needs_shared
 def test_ground_truth_from_the_real_annotation():
     annotation = read_annotation(ANNOTATION)
     assert len(annotation) == 290
@@ -122,7 +120,6 @@ def test_frame_labels_are_inclusive_and_clipped():
     np.testing.assert_array_equal(frame_labels(8, [(2, 3), (6, 20)]), [0, 0, 1, 1, 0, 0, 1, 1])
 
 
-@needs_shared
 def test_preformer_ground_truth_end_to_end(tmp_path):
     lengths = {'Abuse028_x264': 18, 'Stealing019_x264': 280, 'Normal_Videos_003_x264': 4}
     for split in ('Train', 'Test'):

@@ -1,4 +1,5 @@
 """synthetic.py writes UCF-Crime's form exactly, deterministically, with the counts asked for."""
+import json
 import os
 import re
 import subprocess
@@ -29,7 +30,7 @@ def all_files(root):
 
 def names(root, split):
     folder = os.path.join(root, 'features', f'UCF-{split}')
-    return sorted(f[:-len('_i3d.npy')] for f in os.listdir(folder))
+    return sorted(f[:-len('_i3d.npy')] for f in os.listdir(folder) if f.endswith('_i3d.npy'))
 
 
 def read_annotation(root):
@@ -50,7 +51,7 @@ def root(tmp_path_factory):
 def test_same_seed_gives_identical_bytes(root, tmp_path):
     tiny(tmp_path)
     first, second = all_files(root), all_files(tmp_path)
-    assert sorted(first) == sorted(second) and len(first) == 5 + 4 + 3 + 2 + 1
+    assert sorted(first) == sorted(second) and len(first) == 5 + 4 + 3 + 2 + 1 + 2  # and a marker per folder
     assert all(first[path] == second[path] for path in first)
 
 
@@ -165,12 +166,40 @@ def test_apportion_is_exact():
     assert synthetic.apportion(0, [2, 3]).tolist() == [0, 0]
 
 
-def test_refuses_to_overwrite_unless_asked(root, tmp_path):
+def test_a_run_again_replaces_its_own_files(root, tmp_path):
     tiny(tmp_path)
-    with pytest.raises(FileExistsError):
-        tiny(tmp_path)
-    tiny(tmp_path, overwrite=True, n_test_abnormal=1, n_test_normal=1)  # the old files go, none left stale
+    tiny(tmp_path)  # the same seed and flags: the same bytes
+    assert all_files(tmp_path) == all_files(root)
+    tiny(tmp_path, seed=1, n_test_abnormal=1, n_test_normal=1)  # another set: the old files go, none left stale
     assert len(names(tmp_path, 'Test')) == 2 and len(read_annotation(tmp_path)) == 2
+    marker = json.load(open(tmp_path / 'features' / 'UCF-Test' / 'synthetic.json'))
+    files = [f'{n}_i3d.npy' for n in names(tmp_path, 'Test')] + ['../../' + synthetic.ANNOTATION]
+    assert marker['settings']['seed'] == 1 and marker['files'] == {
+        name: os.path.getsize(tmp_path / 'features' / 'UCF-Test' / name) for name in files}
+
+
+@pytest.mark.parametrize('foreign', ['features/UCF-Train/Abuse001_x264_i3d.npy', synthetic.ANNOTATION])
+def test_refuses_to_overwrite_files_not_its_own_unless_asked(tmp_path, foreign):
+    tiny(tmp_path)
+    (tmp_path / foreign).write_bytes(b'not written by synthetic.py')
+    before = all_files(tmp_path)
+    with pytest.raises(FileExistsError, match=r'already holds 1 file\(s\) that synthetic.py did not write '
+                                              rf'\(e.g. {os.path.basename(foreign)}\); pass --overwrite'):
+        tiny(tmp_path)
+    assert all_files(tmp_path) == before  # nothing touched
+    tiny(tmp_path, overwrite=True)
+    assert open(tmp_path / foreign, 'rb').read() != before[foreign]
+
+
+def test_a_shanghai_set_claims_its_masks_only(tmp_path):
+    sizes = dict(n_train_abnormal=2, n_train_normal=2, n_test_abnormal=2, n_test_normal=1, train_snippets=60,
+                 test_snippets=60, crops=1, feature_size=4, progress=False, dataset='shanghai')
+    synthetic.generate(str(tmp_path), **sizes)
+    synthetic.generate(str(tmp_path), **sizes)
+    assert len(os.listdir(tmp_path / 'test_frame_mask')) == 2
+    np.save(tmp_path / 'test_frame_mask' / '99_0999.npy', np.zeros(3, np.uint8))  # a real mask, say
+    with pytest.raises(FileExistsError, match='test_frame_mask already holds 1 file'):
+        synthetic.generate(str(tmp_path), **sizes)
 
 
 def test_command_line(tmp_path):
@@ -181,6 +210,12 @@ def test_command_line(tmp_path):
     assert re.fullmatch(r'synthetic UCF-Crime in .*: 4 train \+ 2 test videos, 40 \+ 30 snippets, 480 test frames '
                         r'\(\d+\.\d% anomalous\), 0 MB in \d+\.\d s\n', out), out
     assert len(names(tmp_path, 'Train')) == 4 and len(read_annotation(tmp_path)) == 2
-    again = subprocess.run([sys.executable, os.path.join(ROOT, 'synthetic.py'), '--out', str(tmp_path)] + flags,
-                           capture_output=True, text=True)
-    assert again.returncode == 2 and '--overwrite' in again.stderr
+    first = all_files(tmp_path)
+    command = [sys.executable, os.path.join(ROOT, 'synthetic.py'), '--out', str(tmp_path)] + flags
+    subprocess.run(command, capture_output=True, check=True)  # as the Quick start, twice
+    assert all_files(tmp_path) == first
+    np.save(tmp_path / 'features' / 'UCF-Test' / 'Mine_i3d.npy', np.ones((2, 2, 8), np.float32))
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == (
+        f'synthetic.py: error: {tmp_path}/features/UCF-Test already holds 1 file(s) that synthetic.py did not write '
+        '(e.g. Mine_i3d.npy); pass --overwrite to replace them')

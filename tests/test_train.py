@@ -24,9 +24,15 @@ def history(root, ckpt_dir='ckpt'):
 
 
 def test_same_seed_same_run(workdir):
-    run_script('train.py', *TINY, '--max-epoch', 12, '--ckpt-dir', 'a', cwd=workdir)
-    run_script('train.py', *TINY, '--max-epoch', 12, '--ckpt-dir', 'b', cwd=workdir)
+    printed = run_script('train.py', *TINY, '--max-epoch', 12, '--ckpt-dir', 'a', '--log-every', 5, cwd=workdir).stdout
+    run_script('train.py', *TINY, '--max-epoch', 12, '--ckpt-dir', 'b', cwd=workdir)  # printing is all that differs
     rows = history(workdir, 'a')
+    # a line every 5 iterations, as the history has it; not the model
+    lines = [line for line in printed.splitlines() if line.startswith(f'{NAME} epoch ')]
+    best = [max(float(r[3]) for r in rows[1:i + 2]) for i in range(37)]
+    assert lines == [f'{NAME} epoch {rows[i + 1][1]} iteration {i} loss {float(rows[i + 1][2]):.4f} auc '
+                     f'{float(rows[i + 1][3]):.6f} max_auc {best[i]:.6f}' for i in range(5, 37, 5)]
+    assert 'VideoClassifier(' not in printed and printed.startswith(f'{NAME}: ')
     assert rows[0] == ['iteration', 'epoch', 'loss', 'auc']
     assert rows[1][:3] == ['0', '', ''] and len(rows) == 2 + 36  # 16 samples a pool, batches of 4: 3 an epoch
     assert [r[:2] for r in rows[2:]] == [[str(i), str((i - 1) // 3 + 1)] for i in range(1, 37)]

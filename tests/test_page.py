@@ -1,0 +1,469 @@
+"""page.py: the review page of a results folder. Its data against the files and a plain computation; then, in
+headless Chromium (Playwright), on pages made from detect.py's runs: the rows and events equal the JSON files, a
+click plays the moment, a 24-hour series keeps a one-frame spike, 1,000 videos stay small, a hostile file name
+stays text, a live result is followed over HTTP, and no request leaves the machine."""
+import argparse
+import base64
+import functools
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+import pytest
+import torch
+
+import page
+from browser import launch, missing, open_page
+from conftest import run_script
+from dataset import write_atomic
+from model import load_checkpoint
+from protocol import video_scores
+from results import CSV_HEADER, csv_rows, event_record, find_events
+from test_detect import FPS, encode_video, save_model
+
+HOSTILE = '<img src=x onerror=alert(1)>'
+DAY = 24 * 3600 * 30  # the frames of a 24-hour stream at 30 fps: 2,592,000
+SPIKE = 1_234_567     # its one frame scored high
+PAGE_OF_1000 = 8e6    # bytes: the stated bound of the page of 1,000 five-minute results (README, Reviewing results)
+
+
+def page_data(path):
+    """The data embedded in a written page, as the page's script reads it."""
+    return json.loads(page.DATA.search(open(path, encoding='utf-8').read())[1])
+
+
+def steps_by_hand(scores, bins):
+    """The maximum of each of min(bins, n) equal spans of frames, NaN where all are NaN: a plain loop."""
+    n = min(bins, len(scores))
+    bounds = [i * len(scores) // n for i in range(n + 1)]
+    spans = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return np.array([np.nan if np.isnan(s).all() else np.nanmax(s) for s in spans], np.float32), bounds[:-1]
+
+
+def assert_steps(points, scores, threshold):
+    """A timeline's steps, expanded back to one value per span of frames, are each span's maximum: to 4 decimals,
+    or exact, and on the same side of the threshold in float32 (as the events were found)."""
+    expected, firsts = steps_by_hand(scores, page.BINS)
+    values = np.array([np.nan if v is None else v for v in points['scores']])
+    values = values[np.searchsorted(points['starts'], firsts, side='right') - 1]
+    assert points['frames'] == len(scores) and len(points['starts']) <= page.BINS
+    assert all(a != b for a, b in zip(points['scores'], points['scores'][1:]))  # a step only where it changes
+    np.testing.assert_array_equal(np.isnan(values), np.isnan(expected))
+    values, expected = values[~np.isnan(values)], expected[~np.isnan(expected)]
+    assert all(v == round(float(e), 4) or np.float32(v) == e for v, e in zip(values, expected))
+    np.testing.assert_array_equal(values.astype(np.float32) >= np.float32(threshold), expected >= threshold)
+    return firsts
+
+
+# ---------------------------------------------------------------------------------------------- the data
+@pytest.mark.parametrize('frames', [1, 7, 1999, 2000, 2001, 4096, 100_003])
+def test_timeline_is_the_maximum_of_each_span(tmp_path, frames):
+    rng = np.random.default_rng(frames)
+    scores = np.repeat(rng.random(frames // 16 + 1, dtype=np.float32), 16)[:frames]  # steps, as the chunks make
+    scores[rng.random(frames) < 0.01] = 0.99  # one-frame spikes
+    scores[frames // 3:frames // 3 + frames // 10] = np.nan  # a gap of dropped frames
+    (tmp_path / 'x.csv').write_text(CSV_HEADER + csv_rows(0, scores, 30))
+    threshold = float(scores[0])  # a score at the threshold, which rounding could carry below it
+    assert_steps(page.timeline(str(tmp_path / 'x.csv'), threshold), scores, threshold)
+
+
+def test_a_score_that_rounding_would_carry_across_the_threshold_is_exact():
+    threshold = np.float32(0.42863941)  # float32's shortest digits: 0.4286394
+    assert page.page_value(threshold, threshold) == 0.4286394 and np.float32(0.4286394) == threshold
+    assert page.page_value(np.float32(0.4286), threshold) == 0.4286
+    assert page.page_value(np.float32(0.42863), threshold) == 0.4286
+    assert page.page_value(np.float32(0.97), threshold) == 0.97
+
+
+def test_csv_dropped_frames_and_a_line_being_written(tmp_path):
+    (tmp_path / 'x.csv').write_text(CSV_HEADER + '0,0.0000,0.25\n1,0.0400,\n2,0.0800,\n3,0.1200,0.5\n4,0.16')
+    np.testing.assert_array_equal(page.read_scores(str(tmp_path / 'x.csv')), [0.25, np.nan, np.nan, 0.5])
+    (tmp_path / 'y.csv').write_text(CSV_HEADER)
+    assert page.read_scores(str(tmp_path / 'y.csv')).shape == (0,)
+
+
+def write_result(folder, name, scores, fps=FPS, threshold=0.5, **fields):
+    """A result as detect.py and live.py write it (results.py's rows and events) from scores."""
+    events = [event_record(*event, fps) for event in find_events(scores, threshold)]
+    report = {'video': f'{name}.mp4', 'features': f'{name}_i3d.npy', 'fps': fps, 'frames': len(scores),
+              'snippets': len(scores) // 16, 'crops': 1, 'checkpoint': 'model.pth', 'test_split_size': 32,
+              'threshold': threshold, 'max_score': float(np.nanmax(scores)), 'events': events, **fields}
+    write_atomic(os.path.join(folder, name + '.csv'),
+                 lambda f: f.write((CSV_HEADER + csv_rows(0, scores, fps)).encode()))
+    write_atomic(os.path.join(folder, name + '.json'), lambda f: f.write(json.dumps(report).encode()))
+    return report
+
+
+def test_files_that_are_not_results_are_left_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scores = np.array([0.1] * 20 + [0.8] * 12, np.float32)
+    report = write_result('.', 'good', scores)
+    write_result('.', 'no_csv', scores)
+    os.remove('no_csv.csv')
+    write_result('.', 'bad_csv', scores)
+    open('bad_csv.csv', 'w').write('a,b\n1,2\n')
+    write_result('.', 'bad_rows', scores)
+    open('bad_rows.csv', 'w').write(CSV_HEADER + '0,0.0,x\n')
+    open('test-results.json', 'w').write(json.dumps({'auc': 0.9, 'model': 'x'}))  # test.py's, say
+    open('broken.json', 'w').write('{"video": ')
+    open('nan.json', 'w').write(json.dumps({**report, 'fps': float('nan')}))
+    open('nan.csv', 'w').write(open('good.csv').read())
+    assert page.write_page('.') == 1
+    [entry] = page_data('index.html')['videos']
+    assert entry['name'] == 'good'
+    assert entry['result'] == {key: report[key] for key in page.FIELDS if key in report}
+    assert entry['result']['events'] == [{'start_frame': 20, 'end_frame': 32, 'start_time': 0.8, 'end_time': 1.28,
+                                          'peak_score': float(np.float32(0.8))}]
+    assert entry['timeline'] == {'frames': 32, 'starts': [0, 20], 'scores': [0.1, 0.8]}
+    assert sorted(os.listdir('.')) == sorted(['good.csv', 'good.json', 'no_csv.json', 'bad_csv.csv', 'bad_csv.json',
+                                              'bad_rows.csv', 'bad_rows.json', 'test-results.json', 'broken.json',
+                                              'nan.json', 'nan.csv', 'index.html'])  # written atomically
+
+
+def test_live_result_before_any_score(tmp_path):
+    (tmp_path / 'cam.csv').write_text(CSV_HEADER)
+    (tmp_path / 'cam.json').write_text(json.dumps({
+        'video': 'rtsp://127.0.0.1/cam', 'fps': 25.0, 'frames': 0, 'threshold': 0.5, 'max_score': None,
+        'events': [], 'live': True, 'ended': False, 'hop': 32, 'dropped_frames': 0}))
+    assert page.write_page(str(tmp_path)) == 1
+    [entry] = page_data(tmp_path / 'index.html')['videos']
+    assert entry['timeline'] == {'frames': 0, 'starts': [], 'scores': []}
+    assert (entry['play'], entry['why_not']) == (
+        None, 'nothing to play: rtsp://127.0.0.1/cam is not a video file (a feature file or a stream)')
+
+
+def test_timeline_is_read_again_only_when_its_csv_changes(tmp_path):
+    write_result(str(tmp_path), 'v', np.full(32, 0.25, np.float32))
+    page.write_page(str(tmp_path))
+    stat = os.stat(tmp_path / 'v.csv')
+    # the same size and modification time: the timeline of the page before is kept, the CSV not read
+    (tmp_path / 'v.csv').write_text((tmp_path / 'v.csv').read_text().replace('0.25', '0.75'))
+    os.utime(tmp_path / 'v.csv', ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    page.write_page(str(tmp_path))
+    assert page_data(tmp_path / 'index.html')['videos'][0]['timeline']['scores'] == [0.25]
+    os.utime(tmp_path / 'v.csv', ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    page.write_page(str(tmp_path))
+    assert page_data(tmp_path / 'index.html')['videos'][0]['timeline']['scores'] == [0.75]
+
+
+def test_data_cannot_end_its_script_element_and_only_the_page_script_runs(tmp_path):
+    hostile = '</script><script>alert(1)</script><!--&'
+    write_result(str(tmp_path), '<!--', np.full(32, 0.5, np.float32), checkpoint=hostile)
+    page.write_page(str(tmp_path))
+    html = open(tmp_path / 'index.html', encoding='utf-8').read()
+    data = page.DATA.search(html)[1]
+    assert not re.search('[<>&]', data)
+    [entry] = json.loads(data)['videos']
+    assert (entry['name'], entry['result']['checkpoint']) == ('<!--', hostile)
+    script = page.SCRIPT.search(html)[1]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}';" in html and html.count('<script') == 2
+
+
+def test_player_source_prefers_the_scored_video_and_escapes_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('videos/a b')
+    os.makedirs('results/videos')
+    open('videos/a b/Clip #1.mp4', 'w').close()
+    source = functools.partial(page.player_source, 'results/videos')
+    assert source('Clip #1', 'videos/a b/Clip #1.mp4') == ('../../videos/a%20b/Clip%20%231.mp4', None)
+    assert source('Clip', 'Clip_i3d.npy') == (
+        None, 'nothing to play: Clip_i3d.npy is not a video file (a feature file or a stream)')
+    assert source('Gone', 'Gone.mp4') == (None, 'nothing to play: Gone.mp4 was not found from the folder the page '
+                                                'was written in')
+    open('results/videos/Clip #1-scored.mp4', 'w').close()
+    assert source('Clip #1', 'videos/a b/Clip #1.mp4') == ('Clip%20%231-scored.mp4', None)
+
+
+def test_script_errors_in_one_line(tmp_path, monkeypatch, capsys):
+    result = run_script('page.py', 'ghost', cwd=tmp_path, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, '', 'page.py: error: ghost: no such folder\n')
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('empty')
+    page.main(argparse.Namespace(out_dir='empty'))
+    assert capsys.readouterr().out == ('written: empty/index.html, 0 videos (no <video>.json with its <video>.csv '
+                                       'in the folder)\n')
+
+
+# ---------------------------------------------------------------------------------------------- detect.py's pages
+def snippet_scores(model, features, split_size):
+    return video_scores(model, torch.from_numpy(features), split_size)
+
+
+@pytest.fixture(scope='session')
+def folder(tmp_path_factory):
+    """detect.py on a feature file of 5 minutes and three videos, then the page: Clip.mp4, whose event
+    starts at its third chunk or later, Plain.avi (H.264 in AVI, which browsers do not play) and a video of a
+    hostile name; chunks of 4 snippets. The videos' features are in features/videos already (random, as the
+    checkpoint's weights): no I3D. Returns the working folder; the results are in results/videos."""
+    root = tmp_path_factory.mktemp('page')
+    save_model(root / 'model.pth', feature_size=2048)
+    model = load_checkpoint(str(root / 'model.pth'))
+    rng = np.random.default_rng(0)
+    while True:  # Clip's features: its highest chunk after the first, above those before it, starts the event
+        clip = rng.random((16, 1, 2048), dtype=np.float32)
+        s = snippet_scores(model, clip, 4)[::4]
+        if s[1:].max() > s[:1 + s[1:].argmax()].max():
+            break
+    os.makedirs(root / 'features' / 'videos')
+    for name, features in (('Clip', clip), ('Plain', 4), (HOSTILE, 4), ('b', 563)):
+        if isinstance(features, int):
+            features = rng.random((features, 1, 2048), dtype=np.float32)
+        if name == 'b':
+            np.save(root / f'{name}_i3d.npy', features)
+        else:
+            np.save(root / 'features' / 'videos' / f'{name}_i3d.npy', features)
+            encode_video(root / f'{name}{".avi" if name == "Plain" else ".mp4"}', 16 * len(features))
+    run_script('detect.py', 'b_i3d.npy', 'Clip.mp4', 'Plain.avi', f'{HOSTILE}.mp4',
+               '--ckpt', 'model.pth', '--test-split-size', 4, '--threshold', repr(float(s[1:].max())),
+               '--device', 'cpu', cwd=root)
+    cwd = os.getcwd()
+    os.chdir(root)  # the videos' paths are relative to the folder detect.py ran in
+    try:
+        assert page.write_page('results/videos') == 4
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture(scope='session')
+def chromium():
+    reason = missing()
+    if reason:
+        if os.environ.get('CI'):
+            pytest.fail(f'{reason}: CI runs the browser tests')
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def tab(chromium):
+    """A new page; afterwards, every request it made must have stayed on this machine."""
+    context = chromium.new_context(viewport={'width': 1200, 'height': 900})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    requests, dialogs = [], []
+    tab.on('request', lambda request: requests.append(request.url))
+    tab.on('dialog', lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.on('pageerror', lambda error: dialogs.append(f'script error: {error}'))
+    tab.requests, tab.dialogs = requests, dialogs
+    yield tab
+    context.close()
+    assert all(re.match(r'file://|http://127\.0\.0\.1:\d+/', url) for url in requests), requests
+    assert dialogs == []  # no dialog opened, no script error
+
+
+def reports(out):
+    return {name[:-len('.json')]: json.load(open(out / name)) for name in os.listdir(out) if name.endswith('.json')}
+
+
+def clock(seconds):
+    """The page's times, computed here: hundredths rounded half up (JavaScript's Math.round), m:ss.ss, h:mm:ss.ss."""
+    c = int(Decimal(seconds * 100).quantize(Decimal(1), ROUND_HALF_UP))
+    h, m, s = c // 360000, c // 6000 % 60, c % 6000
+    return f'{h}:{m:02d}:{s // 100:02d}.{s % 100:02d}' if h else f'{m}:{s // 100:02d}.{s % 100:02d}'
+
+
+def fixed(x, digits=3):
+    """JavaScript's x.toFixed(digits): the exact value rounded, halves up."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), ROUND_HALF_UP))
+
+
+ROWS = '''sections => sections.map(s => ({
+    name: s.querySelector('.name').textContent,
+    meta: Object.fromEntries([...s.querySelectorAll('.meta span')].map(e => [e.className, e.textContent])),
+    events: [...s.querySelectorAll('tr.event')].map(tr => [...tr.cells].map(td => td.textContent)),
+    timeline: s.querySelector('canvas') !== null}))'''
+
+
+def test_rows_and_events_equal_the_json_files(tab, folder):
+    out = folder / 'results' / 'videos'
+    files = reports(out)
+    assert len(files) == 4 and sum(len(r['events']) for r in files.values()) >= 4
+    open_page(tab, out / 'index.html')
+    rows = tab.eval_on_selector_all('section.video', ROWS)
+    assert [row['name'] for row in rows] == sorted(files, key=lambda name: (-files[name]['max_score'], name))
+    for row in rows:
+        r = files[row['name']]
+        assert row['meta'] == {
+            'duration': clock(r['frames'] / r['fps']), 'frames': f'{r["frames"]} frames',
+            'fps': f'{r["fps"]:g} fps', 'max': f'max score {fixed(r["max_score"])}',
+            'count': f'{len(r["events"])} event{"" if len(r["events"]) == 1 else "s"}',
+            'threshold': f'threshold {r["threshold"]!r}', 'checkpoint': 'checkpoint model.pth', 'source': r['video']}
+        assert row['events'] == [[str(i), clock(e['start_time']), clock(e['end_time']),
+                                  clock(e['end_time'] - e['start_time']), fixed(e['peak_score']), '']
+                                 for i, e in enumerate(r['events'], 1)]
+    flagged = sum(e['end_time'] - e['start_time'] for r in files.values() for e in r['events'])
+    total = sum(r['frames'] / r['fps'] for r in files.values())
+    assert tab.text_content('#summary') == (f'4 videos · {sum(len(r["events"]) for r in files.values())} events · '
+                                            f'{clock(flagged)} flagged of {clock(total)} '
+                                            f'({fixed(100 * flagged / total, 1)}%)')
+    tab.select_option('#sort', 'name')
+    assert tab.eval_on_selector_all('section.video .name', 'e => e.map(x => x.textContent)') == sorted(files)
+
+
+def player(tab, expression):
+    return tab.evaluate(f'(p => {expression})(document.getElementById("player"))')
+
+
+def section(name):
+    return f'section.video[data-name="{name}"]'
+
+
+def test_clicking_an_event_plays_the_video_from_its_start(tab, folder):
+    out = folder / 'results' / 'videos'
+    report = reports(out)['Clip']
+    [event] = report['events']
+    assert event['start_frame'] > 0 and report['fps'] == FPS
+    open_page(tab, out / 'index.html')
+    player(tab, 'p.addEventListener("seeked", () => (window.seeks = window.seeks || []).push(p.currentTime))')
+    tab.click(f'{section("Clip")} tr.event')
+    tab.wait_for_function('() => window.seeks && window.seeks.length')
+    assert abs(tab.evaluate('window.seeks[0]') - event['start_time']) <= 1 / FPS
+    tab.wait_for_function(f'() => document.getElementById("player").currentTime > {event["start_time"] + 0.1}')  # playing
+    assert player(tab, 'decodeURIComponent(new URL(p.src).pathname)') == str(folder / 'Clip.mp4')
+
+    # a point of the timeline: from that moment
+    width = tab.eval_on_selector(f'{section("Clip")} canvas', 'c => c.clientWidth')
+    tab.click(f'{section("Clip")} canvas', position={'x': width // 4, 'y': 20})
+    tab.wait_for_function('() => window.seeks.length > 1')
+    moment = (width // 4) / width * report['frames'] / FPS
+    assert abs(tab.evaluate('window.seeks[1]') - moment) <= 1 / FPS
+
+
+def test_a_video_the_browser_cannot_play_keeps_its_timeline_and_events(tab, folder):
+    out = folder / 'results' / 'videos'
+    open_page(tab, out / 'index.html')
+    tab.click(f'{section("Plain")} canvas', position={'x': 50, 'y': 20})
+    note = tab.wait_for_selector(f'{section("Plain")} .note.error')
+    assert note.text_content() == ('This browser cannot play ../../Plain.avi: browsers play MP4 (H.264) and WebM; '
+                                   'detect.py --video-out writes an MP4 that plays.')
+    rows = tab.eval_on_selector_all(section('Plain'), ROWS)
+    assert rows[0]['timeline'] and len(rows[0]['events']) == len(reports(out)['Plain']['events'])
+
+
+def test_a_hostile_name_is_text_and_runs_nothing(tab, folder):
+    out = folder / 'results' / 'videos'
+    open_page(tab, out / 'index.html')
+    names = tab.eval_on_selector_all('section.video .name', 'e => e.map(x => x.textContent)')
+    assert HOSTILE in names
+    assert tab.evaluate('document.querySelectorAll("img").length') == 0  # nothing injected
+    row = tab.evaluate_handle(f'[...document.querySelectorAll("section.video")].find(s => s.dataset.name === {json.dumps(HOSTILE)})')
+    links = row.evaluate('s => [...s.querySelectorAll(".links a")].map(a => decodeURIComponent(new URL(a.href).pathname))')
+    assert links == [str(out / f'{HOSTILE}{suffix}') for suffix in ('.csv', '.json', '.png')] + [
+        str(folder / f'{HOSTILE}.mp4')]
+    row.evaluate('s => s.querySelector("canvas").click()')
+    tab.wait_for_function('() => document.getElementById("player").readyState >= 1')  # its escaped path loads
+    assert player(tab, 'decodeURIComponent(new URL(p.src).pathname)') == str(folder / f'{HOSTILE}.mp4')
+    # the tab fixture checks that no dialog opened
+
+
+def test_a_24_hour_series_keeps_a_one_frame_spike(tab, tmp_path):
+    rng = np.random.default_rng(1)
+    scores = np.repeat(rng.uniform(0.05, 0.3, DAY // 512 + 1).astype(np.float32), 512)[:DAY]
+    scores[SPIKE] = 0.97
+    scores[2_000_000:2_003_000] = np.nan  # 100 s dropped
+    write_result(str(tmp_path), 'camera', scores, fps=30, video='rtsp://127.0.0.1/camera', live=True, ended=True,
+                 hop=32, dropped_frames=3000)
+    page.write_page(str(tmp_path))
+    [entry] = page_data(tmp_path / 'index.html')['videos']
+    firsts = assert_steps(entry['timeline'], scores, 0.5)
+    spike = firsts[np.searchsorted(firsts, SPIKE, side='right') - 1]  # the first frame of the spike's span
+    assert entry['timeline']['scores'][entry['timeline']['starts'].index(spike)] == 0.97
+    assert os.path.getsize(tmp_path / 'index.html') < 100_000
+
+    open_page(tab, tmp_path / 'index.html')
+    assert tab.eval_on_selector_all('tr.event', 'rows => rows.length') == 1
+    # each column's top: the first row of its bright colour, red (>= the threshold) or blue
+    tops = tab.eval_on_selector('canvas', '''c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, tops = [];
+        for (let x = 0; x < c.width; x++) {
+          let found = [-1, ''];
+          for (let y = 0; y < c.height; y++) {
+            const [r, g, b, a] = d.slice(4 * (y * c.width + x), 4 * (y * c.width + x) + 4);
+            if (a === 255 && r === 215 && g === 38 && b === 61) { found = [y, 'red']; break; }
+            if (a === 255 && r === 59 && g === 125 && b === 216) { found = [y, 'blue']; break; }
+          }
+          tops.push(found);
+        }
+        return {tops, width: c.width, height: c.height};
+      }''')
+    width, height = tops['width'], tops['height']
+    red = [x for x, (y, colour) in enumerate(tops['tops']) if colour == 'red']
+    assert red and all(abs(x - SPIKE * width / DAY) <= 1 for x in red)
+    assert all(tops['tops'][x][0] == round((1 - 0.97) * (height - 1)) for x in red)
+    assert all(y >= round((1 - 0.3) * (height - 1)) for x, (y, colour) in enumerate(tops['tops']) if colour == 'blue')
+
+
+def test_a_page_of_1000_videos_stays_small_and_loads(tab, folder, tmp_path):
+    out = folder / 'results' / 'videos'
+    report = json.load(open(out / 'b.json'))  # 5 minutes at 30 fps: 141 chunks of 4 snippets, about 35 events
+    for i in range(1000):
+        os.link(out / 'b.csv', tmp_path / f'v{i:04d}.csv')  # a copy, as far as the page can tell
+        (tmp_path / f'v{i:04d}.json').write_text(json.dumps({**report, 'video': f'v{i:04d}_i3d.npy'}))
+    assert page.write_page(str(tmp_path)) == 1000
+    assert os.path.getsize(tmp_path / 'index.html') < PAGE_OF_1000
+    open_page(tab, tmp_path / 'index.html')  # within the tab's 15 s timeout: measured 1-2.5 s (README)
+    names = tab.eval_on_selector_all('section.video .name', 'e => e.map(x => x.textContent)')
+    assert names == [f'v{i:04d}' for i in range(1000)]  # equal scores: by name
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """python -m http.server --directory tmp_path/results/live, on 127.0.0.1, for the test's length."""
+    os.makedirs(tmp_path / 'results' / 'live')
+    handler = functools.partial(QuietHandler, directory=str(tmp_path / 'results' / 'live'))
+    with http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.1}, daemon=True)
+        thread.start()
+        yield f'http://127.0.0.1:{httpd.server_address[1]}'
+        httpd.shutdown()
+        thread.join(5)
+
+
+def test_a_live_page_served_over_http_shows_a_new_event(tab, folder, tmp_path, monkeypatch, server):
+    """live.py's outputs, as it writes them while running; then, the page open, one more event with its clip."""
+    monkeypatch.chdir(tmp_path)
+    clip = 'results/live/clips/cam-4.48s.mp4'
+    os.makedirs('results/live/clips')
+    shutil.copy(folder / 'Clip.mp4', clip)
+    scores = np.array([0.1] * 48 + [0.9] * 16 + [0.2] * 48 + [0.8] * 16 + [0.2] * 32, np.float32)
+    first = write_result('results/live', 'cam', scores[:112], video='rtsp://127.0.0.1/cam', live=True, ended=False,
+                         hop=1, dropped_frames=0)
+    first['events'][0]['clip'] = None
+    write_atomic('results/live/cam.json', lambda f: f.write(json.dumps(first).encode()))
+    page.write_page('results/live')
+    tab.goto(f'{server}/index.html')
+    tab.wait_for_selector('body[data-ready]', state='attached')
+    assert tab.eval_on_selector_all('tr.event', 'rows => rows.length') == 1
+
+    later = write_result('results/live', 'cam', scores, video='rtsp://127.0.0.1/cam', live=True, ended=True, hop=1,
+                         dropped_frames=0)
+    later['events'][0]['clip'], later['events'][1]['clip'] = None, clip
+    write_atomic('results/live/cam.json', lambda f: f.write(json.dumps(later).encode()))
+    tab.wait_for_function('() => document.querySelectorAll("tr.event").length === 2')  # polled, no reload
+    rows = tab.eval_on_selector_all('section.video', ROWS)
+    assert rows[0]['events'][1] == ['2', clock(112 / FPS), clock(128 / FPS), clock(128 / FPS - 112 / FPS),
+                                    fixed(float(np.float32(0.8))), 'clip']
+    assert tab.text_content('.badge') == 'live, ended'
+    new = tab.locator('tr.event').nth(1)
+    assert new.locator('a').evaluate('a => a.href') == f'{server}/clips/cam-4.48s.mp4'
+    player(tab, 'p.addEventListener("playing", () => window.played = p.src)')
+    new.locator('td').first.click()
+    tab.wait_for_function('() => window.played')
+    assert tab.evaluate('window.played') == f'{server}/clips/cam-4.48s.mp4'
