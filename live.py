@@ -239,6 +239,7 @@ class Scorer:
         self.extract, self.windows, self.outputs, self.features = extract, windows, outputs, features
         self.device, self.max_lag, self.fps = device, max_lag, outputs.fps
         self.snippets, self.newest, self.work = 0, None, 0.0  # snippets scored, the latest, seconds of work
+        self.network_seconds = 0.0  # the latest batch's
 
     def run(self, reader, batch, stopping):
         """Take what reader queues until its End (or a stop while it waits on a silent source); the End."""
@@ -255,17 +256,20 @@ class Scorer:
                     self.outputs.recorder = reader.recorder
             elif items:
                 self.score(items)
+                reader.network_seconds = self.network_seconds
             if time.monotonic() - status_at > STATUS_EVERY:
                 status_at = time.monotonic()
                 report = self.outputs.report
                 print(f'live.py: {self.outputs.written / self.fps:.0f} s scored, {self.snippets} snippets, '
-                      f'{report["dropped_frames"] / self.fps:.0f} s dropped, {len(report["events"])} events',
+                      f'{report["dropped_frames"] / self.fps:.0f} s dropped, {len(report["events"])} events'
+                      f'{f"; decoding {reader.behind:.0f} s behind real time" if reader.live else ""}',
                       file=sys.stderr)
 
     def score(self, snippets):
         """Extract a batch of snippets, and score each window they complete."""
         tick = time.monotonic()
         rows = self.extract(np.concatenate([snippet.frames for snippet in snippets]))
+        self.network_seconds = time.monotonic() - tick
         self.features.append(rows)
         for self.newest, row in zip(snippets, torch.from_numpy(rows).to(self.device)):
             self.snippets += 1
@@ -375,13 +379,14 @@ def main(args):
         reader.stop()
         print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     end = End(0, 'failed', True)  # until the loop ends: what an error leaves is written all the same
     try:
         end = scorer.run(reader, batch, stopping)
     finally:
         scorer.finish(end, reader.busy_seconds)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     if end.failed:
         raise DataError(f'{end.reason}; everything scored is written')
 

@@ -7,7 +7,8 @@ reconnection) and, last, End. Two queue policies:
 - a file or a pipe (finite, and FFmpeg's reads wait for the writer) holds at most a few batches: decoding waits
   for the network, so memory stays flat and no frame is ever dropped;
 - a live source (a URL, a device, or any source played in real time) never waits: when the snippets waiting
-  for the network exceed max_lag seconds of video, the oldest are dropped, a Gap in their place.
+  for the network exceed max_lag seconds of video, less the network's time for its latest batch (so that a
+  snippet's latency stays within max_lag and one batch), the oldest are dropped, a Gap in their place.
 A URL or a device that ends or breaks is reopened up to reconnect times (backing off 1, 2, 4 ... 30 s, counting
 again from the first try once frames flow); the frames lost meanwhile, by the wall clock, become a Gap that
 ends on a snippet boundary, so that the frame count goes on. Packets FFmpeg cannot decode cost their frames only.
@@ -85,20 +86,23 @@ class SnippetReader:
     max_lag seconds); realtime: pace the frames at fps, as a camera delivers them; recorder: a
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
     recorder.renewed(new stream)); batch: snippets the network takes at a time. busy_seconds: the time spent
-    decoding and resizing so far.
+    decoding and resizing so far; behind: how far the decoding lags the stream's own clock (for a live
+    source: video that waits before the decoder, which max_lag cannot drop).
     """
 
     def __init__(self, source, input_format, container, stream, fps, live, realtime=False, max_lag=None,
                  reconnect=0, recorder=None, batch=1):
         self.source, self.input_format, self.fps = source, input_format, fps
         self.live, self.realtime, self.reconnect, self.recorder = live, realtime, reconnect, recorder
-        self.max_waiting = max(1, math.floor(max_lag * fps / FRAMES_PER_SNIPPET)) if max_lag else None
+        self.max_lag = max_lag
+        self.network_seconds = 0.0  # the network's time for its latest batch (the main thread says it)
         self.capacity = BACKLOG * batch
         self.items = deque()
         self.waiting = 0  # snippets in items
         self.condition = threading.Condition()
         self.stopping = threading.Event()
         self.busy_seconds = 0.0
+        self.behind = 0.0  # seconds the decoding lags the stream's clock (a live source's frames pile up before it)
         self.thread = threading.Thread(target=self.run, args=(container, stream), daemon=True)
         self.thread.start()
 
@@ -139,8 +143,10 @@ class SnippetReader:
                     self.condition.wait(0.1)  # a file or a pipe waits for the network
                 self.waiting += 1
             self.items.append(item)
-            if self.max_waiting is not None and self.waiting > self.max_waiting:
-                self.drop_oldest(self.waiting - self.max_waiting)
+            if self.max_lag is not None:  # the video waiting, and the batch the network is on, within max_lag
+                most = math.floor(max(0.0, self.max_lag - self.network_seconds) * self.fps / FRAMES_PER_SNIPPET)
+                if self.waiting > max(1, most):
+                    self.drop_oldest(self.waiting - max(1, most))
             self.condition.notify_all()
 
     def drop_oldest(self, n):
@@ -223,8 +229,9 @@ class SnippetReader:
                     self.busy_seconds += now - tick
                     if frames % FRAMES_PER_SNIPPET == 0:
                         self.put(Snippet(frames // FRAMES_PER_SNIPPET - 1, buffer.copy(), now))
+                    self.behind = now - started - (frames - first) / self.fps
                     if self.realtime:  # the next frame is due (frames - first) / fps after the first
-                        time.sleep(max(0.0, started + (frames - first) / self.fps - time.monotonic()))
+                        time.sleep(max(0.0, -self.behind))
                     tick = time.monotonic()
         except av.ExitError:  # FFmpeg's reads gave up, at READ_TIMEOUT
             return frames, f'sent nothing for {READ_TIMEOUT:g} s'

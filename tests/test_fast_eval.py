@@ -116,7 +116,8 @@ def test_rescored_chunks_are_the_near_ties(error, near_ties):
 def test_mapped_files_score_as_the_set_stacked_in_memory(test_files, kind):
     """Every video read where it lies, cut into blocks of 1, 3, 5 or 16384 snippets (blocks across which the
     chunks run, blocks of fewer rows than BLAS's large-matrix kernels take), equals one matmul over the
-    whole set stacked in memory, bit for bit: the scores, and the sum of every snippet's features."""
+    whole set stacked in memory, bit for bit where the BLAS sums each row in one order (seen on AMD), else to
+    float32's rounding: the scores, and the sum of every snippet's features."""
     root, videos = test_files
     test_set = dataset.TestSet(str(root / 'test.list'), None, F)
     mapped = open('/proc/self/maps').read()
@@ -130,8 +131,13 @@ def test_mapped_files_score_as_the_set_stacked_in_memory(test_files, kind):
     torch.testing.assert_close(whole_sums, stacked.sum(2), rtol=1e-5, atol=1e-4)
     for block in (1, 3, 5, 16384):
         sums = torch.empty(len(chunk), CROPS)
-        assert torch.equal(model.chunk_scores(test_set.blocks(block), chunk, len(chunk_starts), sums), whole)
-        assert torch.equal(sums, whole_sums)
+        scores = model.chunk_scores(test_set.blocks(block), chunk, len(chunk_starts), sums)
+        if torch.equal(sums, whole_sums):  # a BLAS that sums every row in one order whatever the block
+            assert torch.equal(scores, whole)
+        else:  # one that orders its sums by the product's shape (seen on an Intel Xeon): float32 ulps,
+            # which protocol.snippet_scores's rescoring of near ties keeps from the ranking
+            torch.testing.assert_close(sums, whole_sums, rtol=2e-6, atol=0)
+            torch.testing.assert_close(scores, whole, rtol=5e-5, atol=0)  # a sharp softmax magnifies them
 
 
 def test_frame_auc_equals_sklearn_on_frames_with_ties():

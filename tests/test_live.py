@@ -24,7 +24,8 @@ from stream import Gap, Snippet, SnippetReader, open_source
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
 FPS = 25
-WINDOW = 3
+WINDOW = 2
+SNIPPETS = 6  # cam.ts: 6 snippets and 5 frames more, 3 chunks of WINDOW
 LIMIT = 300  # seconds any one run may take
 
 
@@ -54,6 +55,26 @@ def live(root, source, *flags, stdin=None, check=True):
     return result.returncode, [json.loads(line) for line in result.stdout.splitlines()], result.stderr
 
 
+def live_here(root, source, *flags):
+    """live.py's main in this process, as live() runs it (no interpreter to start): (status, JSON lines, log)."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+    out, err, status = StringIO(), StringIO(), 0
+    arguments = [str(source), '--ckpt', 'model.pth', '--weights', 'weights.pth', '--crops', '1', '--batch-size', '1',
+                 '--test-split-size', str(WINDOW), '--device', 'cpu', *map(str, flags)]
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main(build_parser().parse_args(arguments))
+    except DataError as e:
+        status = 1
+        err.write(f'live.py: error: {e}\n')
+    finally:
+        os.chdir(here)
+    return status, [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
+
+
 @torch.no_grad()
 def causal_scores(model, features, window, hop):
     """Independently: [(first snippet, n, score)]: every hop snippets (and the rest at the end), the model on each
@@ -81,13 +102,13 @@ def frames_of(lines, kind):
 
 @pytest.fixture(scope='session')
 def stream_set(tmp_path_factory, i3d_weights):  # noqa: F811
-    """A folder with weights.pth, model.pth, cam.ts (8 snippets and 5 frames), extract_features.py's features of
+    """A folder with weights.pth, model.pth, cam.ts (SNIPPETS snippets and 5 frames), extract_features.py's features of
     it, a threshold between its chunk scores, and live.py's run on it through a pipe (hop = window, clips with a
     pre-roll of 1 s)."""
     root = tmp_path_factory.mktemp('live')
     os.symlink(i3d_weights, root / 'weights.pth')
     model = save_model(root / 'model.pth', feature_size=2048)
-    encode_ts(root / 'cam.ts', 16 * 8 + 5)
+    encode_ts(root / 'cam.ts', 16 * SNIPPETS + 5)
     run_script('extract_features.py', 'cam.ts', '--weights', 'weights.pth', '--crops', 1, '--batch-size', 1,
                '--out-dir', 'extracted', '--device', 'cpu', cwd=root)
     extracted = np.load(root / 'extracted' / 'cam_i3d.npy')
@@ -121,23 +142,23 @@ def test_pipe_with_hop_equal_to_window_is_detect_and_extract_features(stream_set
     ends = frames_of(lines, 'event_end')
     assert [{k: e[k] for k in detected['events'][0]} for e in ends] == detected['events']
     assert [e['frame'] for e in frames_of(lines, 'event_start')] == [e['start_frame'] for e in ends]
-    assert lines[-1] == {'type': 'end', 'frames': 16 * 8 + 5, 'snippets': 8, 'dropped_frames': 0,
+    assert lines[-1] == {'type': 'end', 'frames': 16 * SNIPPETS + 5, 'snippets': SNIPPETS, 'dropped_frames': 0,
                          'realtime_factor': lines[-1]['realtime_factor'], 'reason': 'end of stream'}
     assert all(s['latency'] >= 0 for s in frames_of(lines, 'score'))
 
 
 def test_hop_below_window_scores_each_causal_window_once(stream_set):
     root, model, extracted, threshold, _ = stream_set
-    _, lines, _ = live(root, 'cam.ts', '--hop', 2, '--threshold', repr(threshold), '--name', 'hop2')
+    _, lines, _ = live_here(root, 'cam.ts', '--hop', 1, '--threshold', repr(threshold), '--name', 'hop1')
     out = root / 'results' / 'live'
-    np.testing.assert_array_equal(np.load(out / 'hop2_i3d.npy'), extracted)
-    expected = causal_scores(model, extracted, WINDOW, 2)  # windows end at snippets 2, 4, 6, 8 (and none left)
+    np.testing.assert_array_equal(np.load(out / 'hop1_i3d.npy'), extracted)
+    expected = causal_scores(model, extracted, WINDOW, 1)  # a window ends at every snippet
     scores = frames_of(lines, 'score')
     assert [(s['start_frame'], s['end_frame'], s['score']) for s in scores] == \
         [(16 * first, 16 * (first + n), float(score)) for first, n, score in expected]
     # never revised: each frame is in one score line and one CSV row, in order; the 5 last carry the last score
-    frames, _, csv_scores = read_csv(out / 'hop2.csv')
-    assert frames == list(range(16 * 8 + 5))
+    frames, _, csv_scores = read_csv(out / 'hop1.csv')
+    assert frames == list(range(16 * SNIPPETS + 5))
     by_hand = np.concatenate([[score] * 16 * n for _, n, score in expected] + [[expected[-1][2]] * 5])
     np.testing.assert_array_equal(csv_scores, by_hand.astype(np.float32))
 
@@ -174,16 +195,16 @@ def test_a_live_queue_holds_at_most_max_lag_and_gaps_are_exactly_the_dropped_sni
 def test_slow_network_drops_whole_snippets_marked_by_gaps_and_empty_rows(stream_set, tmp_path):
     """200 fps in real time: a snippet every 0.08 s, far faster than the network takes them."""
     root, model, *_ = stream_set
-    encode_ts(tmp_path / 'fast.ts', 16 * 24, fps=200)
-    _, lines, log = live(root, tmp_path / 'fast.ts', '--realtime', '--max-lag', '0.1', '--hop', 1,
+    encode_ts(tmp_path / 'fast.ts', 16 * 16, fps=200)
+    _, lines, log = live_here(root, tmp_path / 'fast.ts', '--realtime', '--max-lag', '0.1', '--hop', 1,
                          '--name', 'fast', '--threshold', 1)
     gaps, scores = frames_of(lines, 'gap'), frames_of(lines, 'score')
     assert gaps and all(g['reason'] == 'behind' and g['start_frame'] % 16 == 0 == g['end_frame'] % 16 for g in gaps)
     assert 'behind real time' in log
     out = root / 'results' / 'live'
     frames, _, csv_scores = read_csv(out / 'fast.csv')
-    assert frames == list(range(16 * 24))
-    dropped = np.zeros(16 * 24, bool)
+    assert frames == list(range(16 * 16))
+    dropped = np.zeros(16 * 16, bool)
     for g in gaps:
         dropped[g['start_frame']:g['end_frame']] = True
     np.testing.assert_array_equal(np.isnan(csv_scores), dropped)
@@ -207,11 +228,14 @@ def test_a_stream_cut_mid_snippet_and_garbled_bytes_end_cleanly(stream_set, tmp_
     garbled[len(data) // 2:len(data) // 2 + 400] = np.random.default_rng(0).integers(0, 256, 400, np.uint8).tobytes()
     for name, content in (('cut', cut), ('garbled', bytes(garbled))):
         (tmp_path / f'{name}.ts').write_bytes(content)
-        with open(tmp_path / f'{name}.ts', 'rb') as pipe:
-            _, lines, _ = live(root, '-', '--name', name, stdin=pipe)
+        if name == 'cut':  # through a pipe that closes mid-snippet
+            with open(tmp_path / f'{name}.ts', 'rb') as pipe:
+                _, lines, _ = live(root, '-', '--name', name, stdin=pipe)
+        else:
+            _, lines, _ = live_here(root, tmp_path / f'{name}.ts', '--name', name)
         end = lines[-1]
         assert end['type'] == 'end' and end['reason'] == 'end of stream' and end['dropped_frames'] == 0, name
-        assert 32 < end['frames'] <= 16 * 8 + 5 and end['snippets'] == end['frames'] // 16, (name, end)
+        assert 32 < end['frames'] <= 16 * SNIPPETS + 5 and end['snippets'] == end['frames'] // 16, (name, end)
         frames, _, scores = read_csv(root / 'results' / 'live' / f'{name}.csv')
         assert frames == list(range(end['frames'])) and not np.isnan(scores).any(), name
         assert np.load(root / 'results' / 'live' / f'{name}_i3d.npy').shape == (end['snippets'], 1, 2048), name
@@ -240,7 +264,7 @@ def test_tcp_source_that_breaks_without_reconnect_ends_with_status_1_and_everyth
     root = stream_set[0]
     data = (root / 'cam.ts').read_bytes()
     server = Server([data[:len(data) // 2 // 188 * 188]])
-    status, lines, log = live(root, server.url, '--name', 'tcp', check=False)
+    status, lines, log = live_here(root, server.url, '--name', 'tcp')
     assert status == 1
     assert log.splitlines()[-1] == f'live.py: error: {server.url}: the stream ended (no --reconnect); ' \
                                    'everything scored is written'
@@ -255,14 +279,14 @@ def test_tcp_source_that_comes_back_is_reconnected_after_one_gap(stream_set):
     root = stream_set[0]
     data = (root / 'cam.ts').read_bytes()
     server = Server([data[:len(data) // 2 // 188 * 188], data])
-    status, lines, log = live(root, server.url, '--reconnect', 1, '--name', 'back', check=False)
+    status, lines, log = live_here(root, server.url, '--reconnect', 1, '--name', 'back')
     assert status == 1 and log.splitlines()[-1] == \
         f'live.py: error: {server.url}: the stream ended and 1 tries to reopen it; everything scored is written'
     (gap,) = frames_of(lines, 'gap')
     assert gap['reason'] == 'reconnected after: the stream ended'
-    assert gap['start_frame'] % 16 == 0 == gap['end_frame'] % 16 and gap['start_frame'] < 16 * 5
+    assert gap['start_frame'] % 16 == 0 == gap['end_frame'] % 16 and gap['start_frame'] < 16 * 4
     frames, _, scores = read_csv(root / 'results' / 'live' / 'back.csv')
-    assert frames == list(range(gap['end_frame'] + 16 * 8 + 5))  # the second stream whole, after the gap
+    assert frames == list(range(gap['end_frame'] + 16 * SNIPPETS + 5))  # the second stream whole, after the gap
     assert np.isnan(scores[gap['start_frame']:gap['end_frame']]).all()
     assert not np.isnan(scores[:gap['start_frame']]).any() and not np.isnan(scores[gap['end_frame']:]).any()
     # after the gap the windows start afresh: the second stream's scores are the first run's
