@@ -262,7 +262,7 @@ class Scorer:
                 report = self.outputs.report
                 print(f'live.py: {self.outputs.written / self.fps:.0f} s scored, {self.snippets} snippets, '
                       f'{report["dropped_frames"] / self.fps:.0f} s dropped, {len(report["events"])} events'
-                      f'{f"; decoding {reader.behind:.0f} s behind real time" if reader.live else ""}',
+                      f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
                       file=sys.stderr)
 
     def score(self, snippets):
