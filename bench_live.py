@@ -5,7 +5,7 @@
     python bench_live.py --device cuda                        # and how many streams one GPU keeps up with
 
 Every run is a whole live.py process under GNU time (its peak memory), fed a generated 320 x 240, 30 fps H.264
-video (bench_video.write_video: moving coloured squares) muxed as MPEG-TS, piped in by cat and played at its
+video (bench_common.write_video: moving coloured squares) muxed as MPEG-TS, piped in by cat and played at its
 frame rate: `cat stream.ts | python live.py - --realtime --hop 1 ...`. The weights are random, in the real key
 layout, and so is the VideoClassifier(2048, 64, 3) checkpoint (bench_data/live/): only speed is measured. From
 each run's JSON Lines: the frames dropped (the end line's dropped_frames), the latency of its score lines (p50,
@@ -33,13 +33,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from bench_common import GB, TIME, machine, met, table, timed
-from bench_video import REPO, run_process, write_random_weights, write_video
+from bench_common import GB, REPO, TIME, machine, met, run_process, table, timed, write_random_weights, write_video
 from cli import HelpFormatter, check_positive, pick_device, run
 from dataset import FRAMES_PER_SNIPPET, DataError, write_atomic
 from i3d import load_i3d
-from live import LIVE_MAX_LAG
 from model import VideoClassifier, save_checkpoint
+from stream import LIVE_MAX_LAG
 from video import CLIPS_PER_BATCH, HEIGHT, WIDTH, Extractor
 
 SIZE, FPS = (320, 240), 30  # the generated streams (write_video's rate)

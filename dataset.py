@@ -7,7 +7,9 @@ names a video by its one file, or by its crop-0 file. The rules of a benchmark (
 normal, how its annotation becomes frame labels) are passed in from benchmarks.py; the defaults
 here are UCF-Crime's.
 """
+import csv
 import glob
+import io
 import json
 import os
 import re
@@ -85,6 +87,14 @@ def write_atomic(path, write):
     with open(tmp, 'wb') as f:
         write(f)
     os.replace(tmp, path)
+
+
+def write_csv(path, header, rows):
+    def write(f):
+        text = io.StringIO()
+        csv.writer(text, lineterminator='\n').writerows([header] + rows)
+        f.write(text.getvalue().encode())
+    write_atomic(path, write)
 
 
 def save_npy(path, array):

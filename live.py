@@ -57,10 +57,9 @@ from model import eval_mode, load_checkpoint
 from page import write_page
 from protocol import chunk_score
 from results import CSV_HEADER, Events, csv_rows, event_record
-from stream import BACKLOG, End, Gap, SnippetReader, frame_rate, open_source, reopenable
+from stream import BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, frame_rate, open_source, reopenable
 from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device
 
-LIVE_MAX_LAG = 10.0       # seconds of video waiting for the network before the oldest is dropped (live sources)
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
 STATUS_EVERY = 30.0       # seconds between the log's status lines
 NPY_HEADER = 128          # bytes of the growing feature file's header: room for any shape

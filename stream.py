@@ -26,6 +26,7 @@ from dataset import FRAMES_PER_SNIPPET, DataError
 from video import HEIGHT, WIDTH, resized
 
 BACKLOG = 4  # a file's or a pipe's queue: batches decoded ahead of the network
+LIVE_MAX_LAG = 10.0  # a live source's default max_lag: seconds of video waiting for the network
 DEVICE_FORMATS = ('v4l2', 'video4linux2', 'dshow', 'avfoundation', 'x11grab', 'gdigrab', 'kmsgrab', 'decklink')
 OPEN_TIMEOUT, READ_TIMEOUT = 15.0, 15.0  # seconds a network source may be silent before it counts as broken
 

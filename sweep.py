@@ -42,9 +42,8 @@ import time
 import numpy as np
 
 from cli import HelpFormatter, add_common_arguments, add_select_arguments, parse_shard, run, run_name, use_benchmark
-from dataset import DataError, write_atomic
+from dataset import DataError, write_atomic, write_csv
 from model import VideoClassifier
-from train import write_csv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTED = ['auc', 'ap', 'auc_abnormal', 'far_normal', 'video_auc']  # from test.py's JSON

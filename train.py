@@ -15,7 +15,6 @@ selections that never look at test labels, --select last and --select val, name 
 """
 import argparse
 import csv
-import io
 import os
 
 import numpy as np
@@ -25,7 +24,8 @@ from tqdm import tqdm
 
 from cli import (HelpFormatter, add_common_arguments, add_select_arguments, check_positive, fill_defaults, pick_device,
                  run, run_name, use_benchmark)
-from dataset import DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class, write_atomic
+from dataset import (DataError, Pool, TestSet, is_normal, load_train_pools, read_list, video_class, write_atomic,
+                     write_csv)
 from metrics import frame_ap, frame_auc, video_auc
 from model import VideoClassifier, eval_mode, save_checkpoint
 from protocol import snippet_scores
@@ -130,14 +130,6 @@ def validation_auc(model, features, crops, paths, is_normal=is_normal):
     with eval_mode(model):
         scores = [s.mean().item() for s in model(features).split(crops)]
     return video_auc(scores, paths, is_normal)
-
-
-def write_csv(path, header, rows):
-    def write(f):
-        text = io.StringIO()
-        csv.writer(text, lineterminator='\n').writerows([header] + rows)
-        f.write(text.getvalue().encode())
-    write_atomic(path, write)
 
 
 def main(args):
