@@ -1,7 +1,9 @@
 """Command-line plumbing shared by the scripts: common flags, the run's name, the device, one-line errors."""
 import argparse
+import os
 import re
 import sys
+import tempfile
 
 import torch
 
@@ -82,6 +84,23 @@ def parse_shard(text):
     if not match or not int(match[1]) < int(match[2]):
         raise DataError(f'--shard {text}: expected K/N with 0 <= K < N, e.g. 0/4, 1/4, 2/4 and 3/4 for four jobs')
     return int(match[1]), int(match[2])
+
+
+def check_out_dir(path, what):
+    """A folder that outputs can go to: it exists, or can be created, and files can be made in it. Checked before
+    any work by making and removing an empty folder in the nearest existing one (as root, permission bits say
+    nothing: /proc or a read-only mount say no only when tried). DataError naming `what` (the flag or the key
+    that gave the path) and why."""
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise DataError(f'{what} {path}: {parent} is a file, not a folder')
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.check-', dir=parent))
+    except OSError as e:
+        raise DataError(f'{what} {path}: ' + ('not writable' if parent == os.path.abspath(path) else
+                                              f'cannot be created in {parent}') + f' ({e.strerror})')
 
 
 def pick_device(name):

@@ -45,7 +45,6 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
 
 import numpy as np
 import torch
@@ -53,48 +52,16 @@ import torch
 from cli import check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
-from model import eval_mode, load_checkpoint
+from model import load_checkpoint
 from page import write_page
-from protocol import chunk_score
 from results import CSV_HEADER, Events, csv_rows, event_record
 from stream import BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, frame_rate, open_source, reopenable
 from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device
+from windows import Windows
 
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
 STATUS_EVERY = 30.0       # seconds between the log's status lines
 NPY_HEADER = 128          # bytes of the growing feature file's header: room for any shape
-
-
-# ---------------------------------------------------------------------------------------------- scores
-class Windows:
-    """The causal windows of the test protocol over a stream of snippet features [crops, F] (tensors on the
-    model's device): every hop new snippets, the score of the last `window` (hop = window: the protocol's
-    chunks, a shorter last one by flush)."""
-
-    def __init__(self, model, window, hop):
-        self.model, self.window, self.hop = model, window, hop
-        self.recent = deque(maxlen=window)
-        self.new = 0  # snippets not scored yet
-
-    def add(self, feature):
-        """Add a snippet's features; True when hop snippets wait for a score."""
-        self.recent.append(feature)
-        self.new += 1
-        return self.new == self.hop
-
-    @torch.no_grad()
-    def score(self):
-        """(float32 score, the number of snippets it goes to) of the snippets waiting: hop = window, their own
-        chunk; else the last `window` snippets."""
-        n, self.new = self.new, 0
-        chunk = list(self.recent)[-n:] if self.hop == self.window else list(self.recent)
-        with eval_mode(self.model):
-            return np.float32(chunk_score(self.model, torch.stack(chunk)).item()), n
-
-    def restart(self):
-        """After a gap: the windows start afresh."""
-        self.recent.clear()
-        self.new = 0
 
 
 # ---------------------------------------------------------------------------------------------- files

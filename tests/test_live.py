@@ -19,7 +19,8 @@ import torch
 
 from conftest import REPO, run_script
 from dataset import DataError
-from live import Windows, build_parser, main
+from live import build_parser, main
+from windows import Windows
 from stream import Gap, Snippet, SnippetReader, open_source
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
