@@ -1,8 +1,16 @@
-"""The results of a scored video, one format for detect.py and live.py: the frame scores' CSV rows, the events
-(maximal runs of frames scored >= a threshold, found as the scores arrive) and their JSON records."""
+"""The results of a scored video, one format for detect.py, live.py and watch.py: the frame scores' CSV rows (a
+row per frame), watch.py's score rows (a row per score, with clock times), the events (maximal runs of frames
+scored >= a threshold, found as the scores arrive), their JSON records, and clock time as every output
+writes it (ISO 8601 UTC with milliseconds)."""
+import datetime
+import io
+
+import numpy as np
+
 from dataset import spans
 
 CSV_HEADER = 'frame,time,score\n'
+SCORE_ROWS_HEADER = 'start_frame,end_frame,start_time,end_time,start_utc,end_utc,score\n'
 
 
 def csv_rows(first_frame, scores, fps):
@@ -10,6 +18,41 @@ def csv_rows(first_frame, scores, fps):
     field): frame, time in seconds (frame / fps, 4 decimals), score (9 digits: every float32 exactly)."""
     return ''.join(f'{i},{i / fps:.4f},{"" if score != score else f"{score:.9g}"}\n'
                    for i, score in enumerate(scores.tolist(), first_frame))
+
+
+def utc_text(seconds):
+    """A time (seconds since the epoch, as time.time()) as every output writes it: '2026-12-05T17:02:28.123Z'."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + f'{moment.microsecond // 1000:03d}Z'
+
+
+def utc_seconds(text):
+    """utc_text's inverse: seconds since the epoch. ValueError for a text of another form."""
+    if not text.endswith('Z'):
+        raise ValueError(f'{text!r}: not a UTC time ending in Z')
+    moment = datetime.datetime.fromisoformat(text[:-1]).replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def score_row(start, end, fps, start_utc, end_utc, score):
+    """watch.py's CSV row of one score on frames start .. end - 1 (stream-relative, end exclusive), decoded from
+    start_utc to end_utc (utc_text); score NaN (frames dropped or lost): an empty field."""
+    return (f'{start},{end},{start / fps:.4f},{end / fps:.4f},{start_utc},{end_utc},'
+            f'{"" if score != score else f"{float(score):.9g}"}\n')
+
+
+def read_score_rows(path):
+    """A score-rows CSV (SCORE_ROWS_HEADER) as (start_frame int64 [n], end_frame int64 [n], score float32 [n],
+    NaN where empty); a last line still being written is left out. ValueError for a file of another form."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data.startswith(SCORE_ROWS_HEADER.encode()):
+        raise ValueError(f'{path}: not a score-rows CSV ({SCORE_ROWS_HEADER.strip()})')
+    rows = data[len(SCORE_ROWS_HEADER):data.rfind(b'\n') + 1].replace(b',\n', b',nan\n')
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    table = np.loadtxt(io.BytesIO(rows), delimiter=',', usecols=(0, 1, 6), dtype=np.float64, ndmin=2)
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].astype(np.float32)
 
 
 def event_record(start, end, peak, fps):
