@@ -219,18 +219,19 @@ def add_extraction_arguments(parser):
                         help='auto: CUDA when present (default: %(default)s)')
 
 
-def check_weights(path):
+def check_weights(path, what='--weights'):
     """The I3D weights file exists, is not empty and can be read: checked before any work, whether or not the
-    run needs the network (i3d.load_i3d checks what it holds when it loads it)."""
+    run needs the network (i3d.load_i3d checks what it holds when it loads it). DataError naming `what` (the flag
+    or the key that gave the path)."""
     if not os.path.isfile(path):
-        raise DataError(f'--weights {path}: no such file; {WHERE_FROM}')
+        raise DataError(f'{what} {path}: no such file; {WHERE_FROM}')
     try:
         with open(path, 'rb') as f:
             empty = not f.read(1)
     except OSError as e:
-        raise DataError(f'--weights {path}: cannot be read ({e.strerror})')
+        raise DataError(f'{what} {path}: cannot be read ({e.strerror})')
     if empty:
-        raise DataError(f'--weights {path}: an empty file (an interrupted download?); {WHERE_FROM}')
+        raise DataError(f'{what} {path}: an empty file (an interrupted download?); {WHERE_FROM}')
 
 
 def extraction_device(args):
