@@ -12,7 +12,7 @@
         format: v4l2
 
 Every key, with its default (a key that is left out takes it; `key:` with nothing after it is null, which only
-the keys whose default is null take; a section given as null, such as `http:`, is an empty one: its defaults):
+the keys whose default is null take; a section with nothing in it, such as `http:`, takes its defaults):
 
 model:                  the network, shared by every camera (required)
   ckpt                  (required) a checkpoint of train.py or the authors' released ones, for I3D features
@@ -46,25 +46,25 @@ cameras:                (required, at least one) name: settings; a name is made 
     fps: null           frames per second of the time axis (null: the stream's own)
     frigate_camera: <name>  the camera's name in Frigate (a-z, A-Z, 0-9, _ and -)
     test_split_size, hop, threshold, max_lag: the camera's own (default: detect's)
-mqtt:                   null (the default): no MQTT. The alerts and states on an MQTT broker:
+mqtt:                   (left out: none) the alerts and the cameras' states on an MQTT broker:
   host                  (required) the broker
   port: 1883            1 to 65535
   username: null
   password: null        (only with a username)
   tls: false            TLS to the broker
   ca_file: null         the CA certificates to trust (only with tls: true; null: the system's)
-  prefix: anomaly       the topics' first level (no + or #, no / at either end)
+  prefix: anomaly       the topics' prefix: <prefix>/<camera>/events ... (no + or #, no / at either end)
   client_id: anomaly-watch
   home_assistant: true  Home Assistant's MQTT discovery messages
   scores: false         also publish the last score, at most once a second
-webhooks: []            a list of endpoints, each event POSTed to each as JSON:
+webhooks:               (left out: none) a list of endpoints, each event POSTed to each as JSON:
   - url                 (required) http:// or https://
     events: [start, end]   which ones: start, end or both
     headers: {}         HTTP headers sent with each, name: value (both strings)
-frigate:                null (the default): none. A Frigate NVR that keeps the recording around each event:
+frigate:                (left out: none) a Frigate NVR, which keeps the recording around each event:
   url                   (required) Frigate's http:// or https:// address (a trailing / is dropped)
   label: anomaly        the events' label in Frigate (a-z, A-Z, 0-9, _ and -)
-http:                   null (the default): no server. The live review page, served read-only:
+http:                   (left out: none) the live review page, served read-only (http: alone: the defaults):
   bind: 127.0.0.1       the address it listens on; any but a loopback one (127.0.0.1, ::1, localhost) needs a token
   port: 8750            1 to 65535
   token: null           the token every request must bring, which must be given as ${VAR} (from the environment)
@@ -233,7 +233,7 @@ PORT = number('a port, an integer from 1 to 65535', lambda v: 1 <= v <= 65535, i
 
 def choice(*options):
     def check(checker, key, value):
-        if isinstance(value, bool) or value not in options:
+        if not any(type(value) is type(option) and value == option for option in options):  # 1.0 and true aren't 1
             listed = ', '.join(map(str, options[:-1])) + ' or ' + str(options[-1])
             checker.fail(key, f'must be {listed}, got {shown(value)}')
         return value
@@ -289,8 +289,12 @@ def named(pattern, what):
 
 def web_url(checker, key, value):
     value = text(checker, key, value)
-    parts = urlsplit(value)
-    if parts.scheme not in ('http', 'https') or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ('http', 'https') and parts.hostname and parts.port != 0
+    except ValueError:  # a bracketed host that is not an IPv6 address, a port out of range
+        valid = False
+    if not valid:
         checker.fail(key, f'must be an http:// or https:// URL, got {shown(value)}')
     return value
 
@@ -380,17 +384,16 @@ class Checker:
                 self.fail(join(key, name), unknown(name, known))
         return dict(value)
 
-    def section(self, key, value, keys, defaults=None):
-        """The mapping value with its keys checked and the missing ones given their defaults (or defaults')."""
-        given = self.mapping(key, value, keys)
+    def section(self, key, value, keys, inherited=None):
+        """The mapping value, checked, with the keys left out given inherited's values, else their defaults (which
+        pass through their checks too: a default path is relative to the file's folder, a list is a new one)."""
+        given, inherited = self.mapping(key, value, keys), inherited or {}
         section = {}
         for name, (check, default) in keys.items():
-            if name in given:
-                section[name] = check(self, join(key, name), given[name])
-            elif default is REQUIRED:
+            if name not in given and name not in inherited and default is REQUIRED:
                 self.fail(join(key, name), 'missing')
-            else:
-                section[name] = default if defaults is None or name not in defaults else defaults[name]
+            value = given[name] if name in given else inherited[name] if name in inherited else default
+            section[name] = check(self, join(key, name), value)
         return section
 
     def config(self, document):

@@ -130,8 +130,9 @@ def test_the_alerts_sections_load_with_their_defaults(folder):
         {'url': 'http://127.0.0.1:9000/', 'events': ['start', 'end'], 'headers': {}}]
     assert config['frigate'] == {'url': 'http://frigate.local:5000', 'label': 'anomaly'}
     assert config['http'] == {'bind': '0.0.0.0', 'port': 8750, 'token': 'page_token-$3cr3t'}
-    http = load_config(write(folder, EXAMPLE + 'http:\n'))['http']  # a section left empty: its defaults
-    assert http == {'bind': '127.0.0.1', 'port': 8750, 'token': None}
+    config = load_config(write(folder, EXAMPLE.replace('  out_dir: results/watch\n', '') + 'http:\n'))
+    assert config['http'] == {'bind': '127.0.0.1', 'port': 8750, 'token': None}  # a section left empty: defaults
+    assert config['record']['out_dir'] == f'{folder}/results/watch'  # the default, relative to the file too
 
 
 def test_per_camera_settings_and_yaml_details(folder):
@@ -167,6 +168,7 @@ CASES = [  # (the example's text, replaced by, the error after '<file>: '); {f}:
     ('max_lag: 10', 'max_lag: .inf', 'detect.max_lag: must be a positive number, got inf'),
     ('crops: 1 ', 'crops: 5 ', 'model.crops: must be 1 or 10, got 5'),
     ('crops: 1 ', 'crops: true ', 'model.crops: must be 1 or 10, got true'),
+    ('crops: 1 ', 'crops: 1.0 ', 'model.crops: must be 1 or 10, got 1.0'),
     ('device: auto', 'device: gpu', "model.device: must be auto, cpu or cuda, got 'gpu'"),
     ('device: auto', 'backend: onnx', "model.backend: must be auto, torch or openvino, got 'onnx'"),
     ('device: auto', 'batch_size: 0', 'model.batch_size: must be a positive integer, got 0'),
@@ -248,6 +250,8 @@ ALERT_CASES = [
      'webhooks[0].headers.Bad Name: is not an HTTP header name'),
     ('  - url: http://127.0.0.1:9000/', '  - url: ftp://127.0.0.1/',
      "webhooks[1].url: must be an http:// or https:// URL, got 'ftp://127.0.0.1/'"),
+    ('  - url: http://127.0.0.1:9000/', '  - url: http://127.0.0.1:99999/',
+     "webhooks[1].url: must be an http:// or https:// URL, got 'http://127.0.0.1:99999/'"),
     ('  - url: http://127.0.0.1:9000/', '  - events: [start]', 'webhooks[1].url: missing'),
     ('  url: http://frigate.local:5000/', '  label: anomaly', 'frigate.url: missing'),
     ('  url: http://frigate.local:5000/', '  url: http://frigate.local:5000/\n  label: an omaly',
