@@ -254,6 +254,8 @@ ALERT_CASES = [
      "webhooks[1].url: must be an http:// or https:// URL, got 'http://127.0.0.1:99999/'"),
     ('  - url: http://127.0.0.1:9000/', '  - events: [start]', 'webhooks[1].url: missing'),
     ('  url: http://frigate.local:5000/', '  label: anomaly', 'frigate.url: missing'),
+    ('  url: http://frigate.local:5000/', '  url: rtsp://admin:${MQTT_PASSWORD}@frigate.local/',  # no password shown
+     "frigate.url: must be an http:// or https:// URL, got 'rtsp://admin:***@frigate.local/'"),
     ('  url: http://frigate.local:5000/', '  url: http://frigate.local:5000/\n  label: an omaly',
      "frigate.label: must be made of a-z, A-Z, 0-9, _ and -, got 'an omaly'"),
     ('  token: ${PAGE_TOKEN}\n', '', 'http.bind: 0.0.0.0 is reachable from other machines: set http.token (as '
