@@ -19,6 +19,7 @@ import pytest
 
 import alerts
 from alerts import Alerts, add_arguments, config_from_args
+from dataset import DataError
 
 MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
 WAIT = 15  # seconds any one awaited message or log line may take
@@ -453,3 +454,30 @@ def test_live_flags():
     for bad in ['host:0', 'host:port', 'a:b:c', '']:
         with pytest.raises(SystemExit):
             parser.parse_args(['--mqtt', bad])
+
+
+def test_mqtt_tls(broker, tmp_path):
+    """TLS with a CA file: a certificate authority and a broker's certificate for 127.0.0.1 made by openssl."""
+    if not shutil.which('openssl'):
+        pytest.skip('no openssl command to make the certificates')
+
+    def openssl(*args):
+        subprocess.run(['openssl', *args], cwd=tmp_path, check=True, capture_output=True)
+    key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+    openssl('req', '-x509', *key, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test CA')
+    openssl('req', *key, '-keyout', 'broker.key', '-out', 'broker.csr', '-subj', '/CN=127.0.0.1')
+    (tmp_path / 'san').write_text('subjectAltName=IP:127.0.0.1\n')
+    openssl('x509', '-req', '-in', 'broker.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+            '-out', 'broker.crt', '-days', '1', '-extfile', 'san')
+    tls_port = free_port()
+    b = broker(f'listener {tls_port} 127.0.0.1', f'cafile {tmp_path}/ca.crt', f'certfile {tmp_path}/broker.crt',
+               f'keyfile {tmp_path}/broker.key')
+    subscriber = Subscriber(b.port, ['anomaly/+/events'])
+    a = Alerts(mqtt_config(tls_port, tls=True, ca_file=str(tmp_path / 'ca.crt')), ['cam'], lambda line: None)
+    a.event_start('cam', start_record('cam', 1))
+    assert [json.loads(p) for p in subscriber.wait('anomaly/cam/events')] == \
+        [{'type': 'start', **as_json(start_record('cam', 1))}]
+    a.close()
+    subscriber.close()
+    with pytest.raises(DataError, match=f'^mqtt.ca_file {tmp_path}/none.crt: not a readable CA certificate file'):
+        Alerts(mqtt_config(tls_port, tls=True, ca_file=str(tmp_path / 'none.crt')), ['cam'], lambda line: None)
