@@ -57,9 +57,26 @@ def topic_id(name):
     return re.sub(r'[^A-Za-z0-9_-]', '_', name)
 
 
-def check_topic_level(name, what):
-    if not name or any(c in name for c in '+#') or (what != 'mqtt.prefix' and '/' in name):
-        raise DataError(f'{what} {name!r}: not usable in an MQTT topic (empty, or holds +, # or /)')
+def topic_problem(name, levels):
+    """What makes name unusable as the given part of a topic ('prefix': levels; 'camera': one level), or None."""
+    if not name or any(c in name for c in '+#') or (levels == 'camera' and '/' in name):
+        return f'{name!r}: not usable in an MQTT topic (empty, or holds + or #' + \
+            (', or /)' if levels == 'camera' else ')')
+    return None
+
+
+def check_topic(name, levels, what):
+    problem = topic_problem(name, levels)
+    if problem:
+        raise DataError(f'{what} {problem}')
+
+
+def prefix_flag(text):
+    """--mqtt-prefix's value, checked."""
+    problem = topic_problem(text, 'prefix')
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def host_port(text):
@@ -70,15 +87,17 @@ def host_port(text):
     return match[1].strip('[]'), int(match[2]) if match[2] else MQTT_DEFAULTS['port']
 
 
-def add_arguments(parser):
+def add_mqtt_arguments(parser):
     """live.py's alert flags."""
     parser.add_argument('--mqtt', metavar='HOST[:PORT]', type=host_port,
                         help='publish events, state and Home Assistant discovery to this MQTT broker '
                              f'(port default {MQTT_DEFAULTS["port"]})')
-    parser.add_argument('--mqtt-prefix', default=MQTT_DEFAULTS['prefix'], help="the MQTT topics' prefix")
+    parser.add_argument('--mqtt-prefix', metavar='PREFIX', type=prefix_flag, default=MQTT_DEFAULTS['prefix'],
+                        help="the MQTT topics' prefix: one per process publishing to the broker (each process "
+                             'clears the Home Assistant discovery of cameras under its prefix that are not its own)')
 
 
-def config_from_args(args):
+def config_from_mqtt_flags(args):
     """Alerts' configuration from live.py's flags (webhooks and Frigate come only from watch.py's file)."""
     settings = None
     if args.mqtt:
@@ -152,9 +171,9 @@ class Mqtt:
     def __init__(self, settings, cameras, log):
         self.settings, self.log = settings, log
         self.prefix = settings['prefix']
-        check_topic_level(self.prefix, 'mqtt.prefix')
+        check_topic(self.prefix, 'prefix', 'mqtt.prefix')
         for camera in cameras:
-            check_topic_level(camera, 'camera')
+            check_topic(camera, 'camera', 'camera')
         self.broker = f'{settings["host"]}:{settings["port"]}'
         self.available = f'{self.prefix}/available'
         self.lock = threading.Lock()

@@ -18,7 +18,7 @@ import paho.mqtt.publish
 import pytest
 
 import alerts
-from alerts import Alerts, add_arguments, config_from_args
+from alerts import Alerts, add_mqtt_arguments, config_from_mqtt_flags
 from dataset import DataError
 
 MOSQUITTO = shutil.which('mosquitto') or '/usr/sbin/mosquitto'
@@ -442,19 +442,23 @@ def test_frigate_events(http_server):
 
 def test_live_flags():
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    assert config_from_args(parser.parse_args([])) == {'mqtt': None, 'webhooks': [], 'frigate': None,
+    add_mqtt_arguments(parser)
+    assert config_from_mqtt_flags(parser.parse_args([])) == {'mqtt': None, 'webhooks': [], 'frigate': None,
                                                        'cameras': {}}
     for flags, host, port, prefix in [(['--mqtt', 'broker.lan'], 'broker.lan', 1883, 'anomaly'),
                                       (['--mqtt', '10.0.0.2:8883', '--mqtt-prefix', 'home/cams'], '10.0.0.2', 8883,
                                        'home/cams'),
                                       (['--mqtt', '[::1]:1884'], '::1', 1884, 'anomaly')]:
-        settings = config_from_args(parser.parse_args(flags))['mqtt']
+        settings = config_from_mqtt_flags(parser.parse_args(flags))['mqtt']
         assert settings == {**alerts.MQTT_DEFAULTS, 'host': host, 'port': port, 'prefix': prefix,
                             'client_id': prefix.replace('/', '_') + '-live'}
-    for bad in ['host:0', 'host:port', 'a:b:c', '']:
+    for flag, bad in [('--mqtt', 'host:0'), ('--mqtt', 'host:port'), ('--mqtt', 'a:b:c'), ('--mqtt', ''),
+                      ('--mqtt-prefix', 'a/+'), ('--mqtt-prefix', '')]:
         with pytest.raises(SystemExit):
-            parser.parse_args(['--mqtt', bad])
+            parser.parse_args([flag, bad])
+    with pytest.raises(DataError) as error:
+        Alerts(mqtt_config(1883), ['a/b'], lambda line: None)
+    assert str(error.value) == "camera 'a/b': not usable in an MQTT topic (empty, or holds + or #, or /)"
 
 
 def test_mqtt_tls(broker, tmp_path):
