@@ -114,6 +114,10 @@ def endpoint(url):
 
 
 class Alerts:
+    """The alerts of watch.py's or live.py's cameras: config is load_config's dict (its mqtt, webhooks, frigate and
+    cameras; config_from_mqtt_flags gives live.py's), cameras the camera names, log(line) the human log. The event
+    records are those of events.jsonl; a state is {'state', 'utc', 'score', 'dropped_frames'}."""
+
     def __init__(self, config, cameras, log):
         self.mqtt = Mqtt(config['mqtt'], cameras, log) if config.get('mqtt') else None
         self.webhooks = [(hook['events'], Outbox(f'webhook {i + 1} ({endpoint(hook["url"])})',

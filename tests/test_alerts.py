@@ -284,6 +284,19 @@ def test_mqtt_broker_absent_then_away(broker):
     assert sum(line.startswith('mqtt: connected') for line in lines) == 2
 
 
+def test_mqtt_queue_bound(monkeypatch):
+    """With no broker, paho holds MQTT_QUEUE event messages; one more is dropped, with a log line."""
+    monkeypatch.setattr(alerts, 'MQTT_QUEUE', 3)
+    lines = []
+    a = Alerts(mqtt_config(free_port()), ['cam'], lines.append)
+    for n in range(5):
+        a.event_start('cam', start_record('cam', n))
+    a.close(0)
+    assert [line for line in lines if 'dropped' in line] == [
+        f'mqtt: 3 messages wait for the broker 127.0.0.1:{a.mqtt.settings["port"]}; dropped the start of event '
+        f'cam-2026120517020{n}125' for n in (3, 4)]
+
+
 def test_mqtt_wrong_password(broker, tmp_path):
     passwords = tmp_path / 'passwords'
     subprocess.run(['mosquitto_passwd', '-b', '-c', str(passwords), 'watch', 'right'], check=True)
