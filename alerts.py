@@ -25,11 +25,10 @@ import urllib.request
 
 import paho.mqtt.client as mqtt
 
+from config import MQTT_DEFAULTS
 from dataset import DataError
 from results import utc_seconds
 
-MQTT_DEFAULTS = {'port': 1883, 'username': None, 'password': None, 'tls': False, 'ca_file': None,
-                 'prefix': 'anomaly', 'client_id': 'anomaly-watch', 'home_assistant': True, 'scores': False}
 MQTT_QUEUE = 1000           # QoS 1 messages (the events) paho holds while the broker is away; scores are never held
 MQTT_KEEPALIVE = 30         # seconds; a silent broker counts as gone after 1.5 times this
 RECONNECT_DELAYS = (1, 60)  # paho's backoff: 1 s after a failure, doubling up to 60 s

@@ -342,6 +342,7 @@ MQTT = {'host': (text, REQUIRED), 'port': (PORT, 1883), 'username': (optional(te
         'password': (optional(secret), None), 'tls': (switch, False), 'ca_file': (optional(path), None),
         'prefix': (topic_prefix, 'anomaly'), 'client_id': (text, 'anomaly-watch'),
         'home_assistant': (switch, True), 'scores': (switch, False)}
+MQTT_DEFAULTS = {key: default for key, (_, default) in MQTT.items() if default is not REQUIRED}  # live.py's --mqtt
 WEBHOOK = {'url': (web_url, REQUIRED), 'events': (events, ['start', 'end']), 'headers': (headers, {})}
 FRIGATE = {'url': (web_url, REQUIRED), 'label': (named(FRIGATE_NAME, 'a-z, A-Z, 0-9, _ and -'), 'anomaly')}
 HTTP = {'bind': (text, '127.0.0.1'), 'port': (PORT, 8750), 'token': (optional(secret), None)}
