@@ -20,7 +20,7 @@ snapshot() is called from the server's thread: it must be safe to call from ther
 
 Bound to a loopback address, no token is needed; any other address needs one (else DataError at construction).
 A token, once set, is needed on every address and every path: 'Authorization: Bearer <token>', or a cookie the
-server sets (HttpOnly, SameSite=Strict) when a request carries '?token=<token>' once, answered by a redirect to
+server sets (HttpOnly, SameSite=Strict; it holds the token's SHA-256) when a request carries '?token=<token>' once, answered by a redirect to
 the same URL without it. Anything else gets 401 and no data. Tokens are compared in constant time.
 
 A camera-day's timeline: the score rows of its segments (the day's folder, and the day before's last segment,
@@ -102,6 +102,8 @@ class PageServer:
                             'environment); set one, or bind 127.0.0.1')
         self.out_dir, self.root = out_dir, os.path.realpath(out_dir)
         self.bind, self.port, self.token, self.snapshot = bind, port, token, snapshot
+        # the cookie holds the token's SHA-256, not the token: any token is a valid cookie value, unquoted
+        self.cookie = hashlib.sha256(token.encode()).hexdigest() if token else None
         with open(TEMPLATE, 'rb') as f:
             self.html = f.read()
         script = page.SCRIPT.search(self.html.decode())[1]
@@ -157,24 +159,25 @@ class PageServer:
             self.thread = None
 
     # ------------------------------------------------------------------------------------------ the token
-    def is_token(self, text):
-        return text is not None and hmac.compare_digest(text.encode(), self.token.encode())
+    @staticmethod
+    def same(text, secret):
+        return text is not None and hmac.compare_digest(text.encode(), secret.encode())
 
     @web.middleware
     async def authorize(self, request, handler):
         if not self.token:
             return await handler(request)
         header = request.headers.get('Authorization', '')
-        if self.is_token(header[len('Bearer '):] if header.startswith('Bearer ') else None) \
-                or self.is_token(request.cookies.get(COOKIE)):
+        if self.same(header[len('Bearer '):] if header.startswith('Bearer ') else None, self.token) \
+                or self.same(request.cookies.get(COOKIE), self.cookie):
             return await handler(request)
-        if self.is_token(request.query.get('token')):
+        if self.same(request.query.get('token'), self.token):
             # the same URL without the token, relative (right behind a reverse proxy that moves the path)
             query = request.rel_url.without_query_params('token').raw_query_string
             target = (request.rel_url.raw_path.rsplit('/', 1)[1] or './') + (f'?{query}' if query else '')
-            response = web.HTTPSeeOther(target)
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite='Strict', path='/')
-            return response
+            redirect = web.HTTPSeeOther(target)
+            redirect.set_cookie(COOKIE, self.cookie, httponly=True, samesite='Strict', path='/')
+            raise redirect
         return web.Response(status=401, text='401: send the token (Authorization: Bearer, or ?token= once)\n',
                             headers={'WWW-Authenticate': 'Bearer'})
 
@@ -299,8 +302,8 @@ class PageServer:
         timeline = reduce_day(np.concatenate(seconds), np.concatenate(scores), threshold) if seconds else None
         events = self.read(os.path.join(folder, 'events.jsonl'), self.read_events) or []
         return {'threshold': threshold, 'timeline': timeline,
-                'events': [{**event, 'start': event['start'] - start, 'end': event['end'] - start}
-                           for event in events]}
+                'events': [{**event, 'start': round(event['start'] - start, 3), 'end': round(event['end'] - start, 3)}
+                           for event in events]}  # seconds since midnight, to the millisecond as the utc
 
     @staticmethod
     def segment_stems(folder):
