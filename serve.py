@@ -20,15 +20,16 @@ snapshot() is called from the server's thread: it must be safe to call from ther
 
 Bound to a loopback address, no token is needed; any other address needs one (else DataError at construction).
 A token, once set, is needed on every address and every path: 'Authorization: Bearer <token>', or a cookie the
-server sets (HttpOnly, SameSite=Strict; it holds the token's SHA-256) when a request carries '?token=<token>' once, answered by a redirect to
-the same URL without it. Anything else gets 401 and no data. Tokens are compared in constant time.
+server sets (HttpOnly, SameSite=Strict; it holds the token's SHA-256) when a request carries '?token=<token>'
+once, answered by a redirect to the same URL without it. Anything else gets 401 and no data. Tokens are
+compared in constant time.
 
 A camera-day's timeline: the score rows of its segments (the day's folder, and the day before's last segment,
 which may run past midnight), each row placed at its clock time (the segment's start_utc plus its frames since
 the segment's first frame over fps), in DAY_BINS equal spans of the UTC day, each span's maximum (a one-score
-spike still shows; a span with no row is a gap). Files are read again only when they changed (their modification
-time or size). What a file holds that does not read (a line still being written, a segment without its JSON) is
-left out.
+spike still shows; a span with no row is a gap), as page.py's timelines are (page.page_value). Files are read
+again only when they changed (modification time or size): a poll of today reads the segment being written and
+events.jsonl. What does not read (a line still being written, a segment without its JSON) is left out.
 """
 import asyncio
 import base64
@@ -80,19 +81,55 @@ def finite(x):
     return x if page.is_number(x) else None
 
 
-def reduce_day(seconds, scores, threshold):
-    """{'bin_seconds', 'bins': [span index], 'scores': [its maximum, page.page_value, or None where all unscored]}:
-    the rows' scores (float32, NaN: unscored) at their seconds since midnight, in DAY_BINS spans of the day,
-    spans without a row left out."""
-    keep = (seconds >= 0) & (seconds < DAY_SECONDS)
-    bins = (seconds[keep] * DAY_BINS // DAY_SECONDS).astype(np.int64)
-    scores = scores[keep]
+def span_maxima(bins, scores):
+    """(each span of the day that has a score, its maximum): bins, each score's span (int64); scores, NaN
+    (unscored) counting only where all of a span's are NaN."""
     order = np.argsort(bins, kind='stable')
     bins, scores = bins[order], scores[order]
-    firsts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if len(bins) else np.empty(0, np.int64)
-    maxima = np.fmax.reduceat(scores, firsts) if len(firsts) else scores
-    return {'bin_seconds': DAY_SECONDS / DAY_BINS, 'bins': bins[firsts].tolist(),
-            'scores': [None if np.isnan(v) else page.page_value(v, np.float32(threshold)) for v in maxima]}
+    if not len(bins):
+        return bins, scores
+    firsts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+    return bins[firsts], np.fmax.reduceat(scores, firsts)
+
+
+def segment_spans(report_path, rows_path, midnight):
+    """A segment's (threshold, its rows' spans of the day from midnight, their maxima as the page shows them,
+    page.page_value, NaN where unscored): each row placed at its clock time, the segment's start_utc plus its
+    frames since the segment's first frame over fps."""
+    first_utc, first_frame, fps, threshold = read_report(report_path)
+    starts, _, scores = read_score_rows(rows_path)
+    seconds = first_utc - midnight + (starts - first_frame) / fps
+    keep = (seconds >= 0) & (seconds < DAY_SECONDS)
+    bins, maxima = span_maxima((seconds[keep] * DAY_BINS // DAY_SECONDS).astype(np.int64), scores[keep])
+    values = [math.nan if np.isnan(v) else page.page_value(v, np.float32(threshold)) for v in maxima]
+    return threshold, bins, np.array(values, np.float64)
+
+
+def read_report(path):
+    """(start_utc in seconds, first_frame, fps, threshold) of a segment's report."""
+    with open(path, 'rb') as f:
+        report = json.load(f)
+    if not all(page.is_number(report.get(key)) for key in ('first_frame', 'fps', 'threshold')) or report['fps'] <= 0:
+        raise ValueError(f'{path}: not a segment report')
+    return utc_seconds(report['start_utc']), report['first_frame'], report['fps'], report['threshold']
+
+
+def read_events(path):
+    """The events of an events.jsonl that read: id, start and end (seconds since the epoch), their utc, peak score,
+    reason and the clip's URL relative to the page (or None). A line that does not read is left out."""
+    events = []
+    with open(path, 'rb') as f:
+        for line in f:
+            try:
+                event = json.loads(line)
+                clip = event.get('clip')
+                events.append({'id': str(event['id']), 'start_utc': event['start_utc'], 'end_utc': event['end_utc'],
+                               'start': utc_seconds(event['start_utc']), 'end': utc_seconds(event['end_utc']),
+                               'peak_score': finite(event.get('peak_score')), 'reason': str(event.get('reason')),
+                               'clip': FILES[1:] + page.url(clip) if isinstance(clip, str) and clip else None})
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return events
 
 
 class PageServer:
@@ -111,7 +148,7 @@ class PageServer:
         self.policy = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
                        "connect-src 'self'; media-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
                        "frame-ancestors 'none'")
-        self.cache = {}             # path: ((mtime_ns, size), what was read, when last asked for)
+        self.cache = {}             # (paths, args): (their (mtime_ns, size), what was read, when last asked for)
         self.loop = self.thread = None
 
     # ------------------------------------------------------------------------------------------ running
@@ -221,27 +258,28 @@ class PageServer:
         return path
 
     # ------------------------------------------------------------------------------------------ the files
-    def read(self, path, reader):
-        """reader(path), or what it returned before if the file has not changed since; None where it fails."""
+    def read(self, paths, reader, *args):
+        """reader(*paths, *args), or what it returned before if none of the files has changed since (modification
+        time, size); None where a file is missing or does not read."""
         try:
-            stat = os.stat(path)
+            key = tuple((stat.st_mtime_ns, stat.st_size) for stat in map(os.stat, paths))
         except OSError:
             return None
-        key = (stat.st_mtime_ns, stat.st_size)
-        if path in self.cache and self.cache[path][0] == key:
-            value = self.cache[path][1]
+        name = (paths, args)
+        if name in self.cache and self.cache[name][0] == key:
+            value = self.cache[name][1]
         else:
             try:
-                value = reader(path)
+                value = reader(*paths, *args)
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 value = None
-        self.cache[path] = (key, value, time.monotonic())
+        self.cache[name] = (key, value, time.monotonic())
         return value
 
     def forget(self):
         """Drop what no request asked for in CACHE_SECONDS (days no longer viewed, files deleted)."""
         old = time.monotonic() - CACHE_SECONDS
-        self.cache = {path: entry for path, entry in self.cache.items() if entry[2] >= old}
+        self.cache = {name: entry for name, entry in self.cache.items() if entry[2] >= old}
 
     def folders(self):
         """{camera: [its days, YYYY-MM-DD]} of the camera folders in out_dir."""
@@ -290,20 +328,23 @@ class PageServer:
         before = os.path.join(self.out_dir, camera, utc_text(start - DAY_SECONDS)[:10])
         segments = [os.path.join(folder, stem) for stem in self.segment_stems(folder)]
         segments[:0] = [os.path.join(before, stem) for stem in self.segment_stems(before)[-1:]]
-        seconds, scores, threshold = [], [], None
-        for stem in segments:
-            report = self.read(stem + '.json', self.read_report)
-            rows = self.read(stem + '.csv', read_score_rows)
-            if report is None or rows is None:
-                continue
-            first_utc, first_frame, fps, threshold = report
-            seconds.append(first_utc - start + (rows[0] - first_frame) / fps)
-            scores.append(rows[2])
-        timeline = reduce_day(np.concatenate(seconds), np.concatenate(scores), threshold) if seconds else None
-        events = self.read(os.path.join(folder, 'events.jsonl'), self.read_events) or []
+        spans = [self.read((stem + '.json', stem + '.csv'), segment_spans, start) for stem in segments]
+        spans = [segment for segment in spans if segment is not None]
+        threshold = spans[-1][0] if spans else None
+        timeline = self.timeline(spans) if spans else None
+        events = self.read((os.path.join(folder, 'events.jsonl'),), read_events) or []
         return {'threshold': threshold, 'timeline': timeline,
                 'events': [{**event, 'start': round(event['start'] - start, 3), 'end': round(event['end'] - start, 3)}
                            for event in events]}  # seconds since midnight, to the millisecond as the utc
+
+    @staticmethod
+    def timeline(spans):
+        """{'bin_seconds', 'bins': [span of the day], 'scores': [its maximum, None where unscored]} of the
+        segments' spans (segment_spans), spans without a row left out. A span that two segments share has the
+        higher of their values: on the side of the threshold of the higher score."""
+        bins, maxima = span_maxima(np.concatenate([s[1] for s in spans]), np.concatenate([s[2] for s in spans]))
+        return {'bin_seconds': DAY_SECONDS / DAY_BINS, 'bins': bins.tolist(),
+                'scores': [None if math.isnan(v) else v for v in maxima.tolist()]}
 
     @staticmethod
     def segment_stems(folder):
@@ -311,32 +352,3 @@ class PageServer:
             return sorted(m[1] for m in map(SEGMENT_NAME.fullmatch, os.listdir(folder)) if m)
         except OSError:
             return []
-
-    @staticmethod
-    def read_report(path):
-        """(start_utc in seconds, first_frame, fps, threshold) of a segment's report."""
-        with open(path, 'rb') as f:
-            report = json.load(f)
-        if not all(page.is_number(report.get(key)) for key in ('first_frame', 'fps', 'threshold')) \
-                or report['fps'] <= 0:
-            raise ValueError(f'{path}: not a segment report')
-        return utc_seconds(report['start_utc']), report['first_frame'], report['fps'], report['threshold']
-
-    @staticmethod
-    def read_events(path):
-        """The events of an events.jsonl that read: id, start and end (seconds since the epoch), their utc, peak
-        score, reason and the clip's URL relative to the page (or None). A line that does not read is left out."""
-        events = []
-        with open(path, 'rb') as f:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                    clip = event.get('clip')
-                    events.append({'id': str(event['id']), 'start_utc': event['start_utc'],
-                                   'end_utc': event['end_utc'], 'start': utc_seconds(event['start_utc']),
-                                   'end': utc_seconds(event['end_utc']), 'peak_score': finite(event.get('peak_score')),
-                                   'reason': str(event.get('reason')),
-                                   'clip': FILES[1:] + page.url(clip) if isinstance(clip, str) and clip else None})
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue
-        return events

@@ -10,7 +10,6 @@ import math
 import os
 import urllib.parse
 
-import numpy as np
 import pytest
 
 import serve
@@ -63,7 +62,8 @@ def out_dir(tmp_path_factory):
     write_segment(out, 'cam-a', BEFORE, 23 * 3600 + 59 * 60, 0, [0.25] * 100 + [0.75] * 100)  # past midnight
     write_segment(out, 'cam-a', DAY, 10 * 3600, 0, [0.25] * 50 + [NAN] * 3 + [0.9] + [0.25] * 50)
     write_segment(out, HOSTILE, DAY, 9 * 3600, 320, [0.1] * 10)
-    for camera, day, name in (('cam-a', DAY, '10-00-00-10-00-20.000.mp4'), ('cam-a', BEFORE, '23-59-00-23-59-10.000.mp4'),
+    for camera, day, name in (('cam-a', DAY, '10-00-00-10-00-20.000.mp4'),
+                              ('cam-a', BEFORE, '23-59-00-23-59-10.000.mp4'),
                               (HOSTILE, DAY, f'09-00-00-{HOSTILE}.mp4')):
         encode_video(os.path.join(out, camera, day, name), 16)
     append_event(out, DAY, event('cam-a', f'{DAY}T10:00:20.000Z', f'{DAY}T10:00:22.560Z', 0.9,
@@ -182,10 +182,17 @@ def test_a_non_loopback_bind_needs_a_token(out_dir):
     serve.PageServer(out_dir, '0.0.0.0', 8750, TOKEN, dict)
 
 
-def test_a_port_in_use_is_one_line(served, out_dir):
+def test_a_port_in_use_is_one_line_and_close_frees_it(served, out_dir):
     server, _ = served
-    with pytest.raises(DataError, match=rf'^http: cannot listen on 127\.0\.0\.1:{server.port}: .*address already in use$'):
+    line = rf'^http: cannot listen on 127\.0\.0\.1:{server.port}: .*address already in use$'
+    with pytest.raises(DataError, match=line):
         serve.PageServer(out_dir, '127.0.0.1', server.port, None, dict).start()
+    server.close()
+    server.close()  # twice: nothing more
+    again = serve.PageServer(out_dir, '127.0.0.1', server.port, None, dict)
+    again.start()
+    assert get(again, f'/state.json?day={DAY}')[0] == 200
+    again.close()
 
 
 def test_a_token_is_needed_on_every_path(out_dir):
@@ -202,14 +209,16 @@ def test_a_token_is_needed_on_every_path(out_dir):
             assert get(server, path + '?token=wrong')[0] == 401
         bearer = {'Authorization': f'Bearer {TOKEN}'}
         assert get(server, '/', bearer)[0] == 200 and get(server, clip, bearer)[0] == 200
-        assert [c['name'] for c in json.loads(get(server, f'/state.json?day={DAY}', bearer)[2])['cameras']] == [HOSTILE, 'cam-a']  # folders: by name
+        cameras = json.loads(get(server, f'/state.json?day={DAY}', bearer)[2])['cameras']
+        assert [c['name'] for c in cameras] == [HOSTILE, 'cam-a']  # folders, by name
         assert get(server, '/nothing', bearer)[0] == 404
 
         query = 'token=' + urllib.parse.quote(TOKEN, safe='')
         status, response, _ = get(server, f'/state.json?day={DAY}&{query}')
         assert (status, response['Location']) == (303, f'state.json?day={DAY}')  # relative: right behind a proxy
         cookie = response['Set-Cookie']
-        assert cookie == f'anomaly_token={hashlib.sha256(TOKEN.encode()).hexdigest()}; HttpOnly; Path=/; SameSite=Strict'
+        digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+        assert cookie == f'anomaly_token={digest}; HttpOnly; Path=/; SameSite=Strict'
         status, response, _ = get(server, f'/?{query}')
         assert (status, response['Location'], response['Set-Cookie']) == (303, './', cookie)
         status, _, body = get(server, f'/state.json?day={DAY}', {'Cookie': cookie.split(';')[0]})
@@ -252,7 +261,7 @@ def test_the_page_follows_the_files_and_the_states(tab, served, out_dir):
         assert len(state(server)['cameras'][0]['events']) == 1  # a line being written: left out
         f.write(line[40:])
     states['cam-a'].update(state='reconnecting', utc=utc_text(utc_seconds(f'{DAY}T10:01:00.000Z')))
-    tab.wait_for_function('() => document.querySelectorAll("section.camera")[0].querySelectorAll("tr.event").length === 2')
+    tab.wait_for_function('() => document.querySelector("section.camera").querySelectorAll("tr.event").length === 2')
     tab.wait_for_function('() => document.querySelector("section.camera .state").textContent === "reconnecting"')
     rows = tab.eval_on_selector_all('section.camera', ROWS)
     assert rows[0]['events'] == [['2', '11:02:03', '11:03:15', '1:11', '0.875', 'clip'],
@@ -261,10 +270,10 @@ def test_the_page_follows_the_files_and_the_states(tab, served, out_dir):
     assert tab.evaluate('window.notReloaded') is True
 
     # a click on an event plays its clip; the hostile clip's escaped URL too
-    tab.evaluate('''() => { const p = document.getElementById("player");
-                            p.addEventListener("playing", () => (window.played = window.played || []).push(p.src)); }''')
+    tab.evaluate('''() => { const p = document.getElementById("player"); window.played = [];
+                            p.addEventListener("playing", () => window.played.push(p.src)); }''')
     tab.locator('section.camera').nth(0).locator('tr.event').nth(0).locator('td').first.click()
-    tab.wait_for_function('() => window.played && window.played.length === 1')
+    tab.wait_for_function('() => window.played.length === 1')
     tab.locator('section.camera').nth(1).locator('tr.event td').first.click()
     tab.wait_for_function('() => window.played.length === 2')
     assert tab.evaluate('window.played') == [f'{base}files/cam-a/{DAY}/10-00-00-10-00-20.000.mp4',
