@@ -21,8 +21,9 @@ snapshot() is called from the server's thread: it must be safe to call from ther
 Bound to a loopback address, no token is needed; any other address needs one (else DataError at construction).
 A token, once set, is needed on every address and every path: 'Authorization: Bearer <token>', or a cookie the
 server sets (HttpOnly, SameSite=Strict; it holds the token's SHA-256) when a request carries '?token=<token>'
-once, answered by a redirect to the same URL without it. Anything else gets 401 and no data. Tokens are
-compared in constant time.
+once, answered by a redirect to the same URL without it (303; to a link from another site, a page that refreshes
+to it, since browsers keep a Strict cookie from the redirects of a cross-site navigation; the #fragment is lost).
+Anything else gets 401 and no data. Tokens are compared in constant time.
 
 A camera-day's timeline: the score rows of its segments (the day's folder, and the day before's last segment,
 which may run past midnight), each row placed at its clock time (the segment's start_utc plus its frames since
@@ -37,6 +38,7 @@ import concurrent.futures
 import datetime
 import hashlib
 import hmac
+import html
 import ipaddress
 import json
 import math
@@ -212,9 +214,16 @@ class PageServer:
             # the same URL without the token, relative (right behind a reverse proxy that moves the path)
             query = request.rel_url.without_query_params('token').raw_query_string
             target = (request.rel_url.raw_path.rsplit('/', 1)[1] or './') + (f'?{query}' if query else '')
-            redirect = web.HTTPSeeOther(target)
-            redirect.set_cookie(COOKIE, self.cookie, httponly=True, samesite='Strict', path='/')
-            raise redirect
+            if request.headers.get('Sec-Fetch-Site') == 'cross-site':
+                # a link from another site: the browser would withhold the SameSite=Strict cookie on a redirect
+                # of that navigation (and on its reloads); a refresh from this page is a navigation of this site
+                refresh = f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(target)}">\n'
+                response = web.Response(text=refresh, content_type='text/html', headers={
+                    'Content-Security-Policy': "default-src 'none'", 'Cache-Control': 'no-store'})
+            else:
+                response = web.Response(status=303, headers={'Location': target})
+            response.set_cookie(COOKIE, self.cookie, httponly=True, samesite='Strict', path='/')
+            return response
         return web.Response(status=401, text='401: send the token (Authorization: Bearer, or ?token= once)\n',
                             headers={'WWW-Authenticate': 'Bearer'})
 

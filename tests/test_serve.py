@@ -221,6 +221,9 @@ def test_a_token_is_needed_on_every_path(out_dir):
         assert cookie == f'anomaly_token={digest}; HttpOnly; Path=/; SameSite=Strict'
         status, response, _ = get(server, f'/?{query}')
         assert (status, response['Location'], response['Set-Cookie']) == (303, './', cookie)
+        status, response, body = get(server, f'/files/cam-a/x.mp4?a=%3C&{query}', {'Sec-Fetch-Site': 'cross-site'})
+        assert (status, response['Set-Cookie'], body) == (
+            200, cookie, b'<!doctype html><meta http-equiv="refresh" content="0;url=x.mp4?a=%3C">\n')
         status, _, body = get(server, f'/state.json?day={DAY}', {'Cookie': cookie.split(';')[0]})
         assert status == 200 and json.loads(body)['day'] == DAY
     finally:
@@ -289,7 +292,7 @@ def test_the_page_follows_the_files_and_the_states(tab, served, out_dir):
     assert tab.evaluate('window.notReloaded') is True
 
 
-def test_the_token_given_once_becomes_a_cookie(tab, out_dir):
+def test_the_token_given_once_becomes_a_cookie(tab, out_dir, tmp_path):
     server = serve.PageServer(out_dir, '127.0.0.1', 0, TOKEN, lambda: {'cam-a': {'state': 'stopped', 'utc': None,
                                                                                  'score': None, 'dropped_frames': 0}})
     server.start()
@@ -303,5 +306,14 @@ def test_the_token_given_once_becomes_a_cookie(tab, out_dir):
         [cookie] = tab.context.cookies()
         assert (cookie['name'], cookie['value'], cookie['httpOnly'], cookie['sameSite']) == (
             'anomaly_token', hashlib.sha256(TOKEN.encode()).hexdigest(), True, 'Strict')
+
+        # from a link on another site (a file here): the cookie is set and sent as well
+        tab.context.clear_cookies()
+        link = tmp_path / 'link.html'
+        link.write_text(f'<a id="link" href="{base}?token={urllib.parse.quote(TOKEN, safe="")}">cameras</a>')
+        tab.goto(f'file://{link}')
+        tab.click('#link')
+        tab.wait_for_selector('body[data-ready]', state='attached')
+        assert tab.url == base and tab.eval_on_selector_all('section.camera', ROWS)[0]['state'] == 'stopped'
     finally:
         server.close()
