@@ -22,7 +22,7 @@ Bound to a loopback address, no token is needed; any other address needs one (el
 A token, once set, is needed on every address and every path: 'Authorization: Bearer <token>', or a cookie the
 server sets (HttpOnly, SameSite=Strict; it holds the token's SHA-256) when a request carries '?token=<token>'
 once, answered by a redirect to the same URL without it (303; to a link from another site, a page that refreshes
-to it, since browsers keep a Strict cookie from the redirects of a cross-site navigation; the #fragment is lost).
+to it, since browsers withhold a Strict cookie on the redirects of a cross-site navigation; the #fragment is lost).
 Anything else gets 401 and no data. Tokens are compared in constant time.
 
 A camera-day's timeline: the score rows of its segments (the day's folder, and the day before's last segment,
@@ -66,6 +66,7 @@ FILES = '/files/'
 
 
 def is_loopback(host):
+    """Whether an address to bind reaches only this machine."""
     if host == 'localhost':
         return True
     try:
@@ -159,28 +160,31 @@ class PageServer:
         when it cannot."""
         ready = concurrent.futures.Future()
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.serve, args=(ready,), name='page-server', daemon=True)
+        self.thread = threading.Thread(target=self.run, args=(ready,), name='page-server', daemon=True)
         self.thread.start()
         try:
             ready.result()
-        except OSError as e:
+        except Exception as e:
             self.thread.join()
             self.thread = None
+            if not isinstance(e, OSError):
+                raise
             raise DataError(f'http: cannot listen on {self.bind}:{self.port}: {e.strerror or e}') from None
 
-    def serve(self, ready):
+    def run(self, ready):
+        """The server's thread: listen, tell start() (ready), serve until close() stops the loop, end."""
         asyncio.set_event_loop(self.loop)
         app = web.Application(middlewares=[self.authorize])
-        app.router.add_get('/', self.page)
-        app.router.add_get('/state.json', self.state)
-        app.router.add_get(FILES + '{path:.*}', self.file)
+        app.router.add_get('/', self.serve_page)
+        app.router.add_get('/state.json', self.serve_state)
+        app.router.add_get(FILES + '{path:.*}', self.serve_file)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
         try:
             self.loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, self.bind, self.port)
             self.loop.run_until_complete(site.start())
             self.port = runner.addresses[0][1]
-        except OSError as e:
+        except Exception as e:      # OSError: the address or port (start() says so in one line)
             self.loop.run_until_complete(runner.cleanup())
             self.loop.close()
             ready.set_exception(e)
@@ -228,24 +232,28 @@ class PageServer:
                             headers={'WWW-Authenticate': 'Bearer'})
 
     # ------------------------------------------------------------------------------------------ the endpoints
-    async def page(self, request):
+    async def serve_page(self, request):
         return web.Response(body=self.html, content_type='text/html', charset='utf-8', headers={
             'Content-Security-Policy': self.policy, 'Cache-Control': 'no-store',
             'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer'})
 
-    async def state(self, request):
+    async def serve_state(self, request):
         now = time.time()
         today = utc_text(now)[:10]
         day = request.query.get('day', today)
-        if not DAY_NAME.fullmatch(day):
-            raise web.HTTPNotFound()
+        try:
+            if not DAY_NAME.fullmatch(day):
+                raise ValueError(day)
+            day_start(day)
+        except ValueError:          # not a date
+            raise web.HTTPNotFound() from None
         data = {'now_utc': utc_text(now), 'today': today, 'day': day, 'days': self.days(today),
                 'cameras': self.cameras(day, now)}
         self.forget()
         return web.Response(text=json.dumps(data, allow_nan=False), content_type='application/json',
                             headers={'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff'})
 
-    async def file(self, request):
+    async def serve_file(self, request):
         path = self.file_path(request.rel_url.raw_path[len(FILES):])
         if path is None:
             raise web.HTTPNotFound()

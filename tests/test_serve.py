@@ -147,7 +147,7 @@ def test_state_is_the_files_and_the_snapshot(served, out_dir):
     assert before[0]['timeline']['bins'] == list(bins_by_hand(rows, midnight - 86400))  # up to midnight only
     assert [e['start'] for e in before[0]['events']] == [86350.0]
     assert before[1]['timeline'] is None and before[1]['events'] == []
-    assert get(server, '/state.json?day=..%2f..')[0] == 404
+    assert get(server, '/state.json?day=..%2f..')[0] == get(server, '/state.json?day=2026-13-45')[0] == 404
 
 
 # ---------------------------------------------------------------------------------------------- files, bind, token
