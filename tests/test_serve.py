@@ -16,7 +16,7 @@ import serve
 from dataset import DataError
 from results import SCORE_ROWS_HEADER, score_row, utc_seconds, utc_text
 from test_detect import FPS, encode_video
-from test_page import HOSTILE, chromium, tab  # noqa: F401 (the browser fixtures)
+from test_page import HOSTILE
 
 DAY, BEFORE = '2026-03-04', '2026-03-03'
 TOKEN = 'a token: with ; odd = characters'
