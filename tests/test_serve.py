@@ -30,7 +30,10 @@ def write_segment(out, camera, day, start, first_frame, scores, fps=FPS, thresho
     os.makedirs(folder, exist_ok=True)
     midnight = utc_seconds(f'{day}T00:00:00.000Z')
     stem = os.path.join(folder, utc_text(midnight + start)[11:19].replace(':', '-'))
-    utc = lambda frame: utc_text(midnight + start + (frame - first_frame) / fps)  # noqa: E731
+
+    def utc(frame):
+        return utc_text(midnight + start + (frame - first_frame) / fps)
+
     rows = [score_row(first_frame + i * hop, first_frame + (i + 1) * hop, fps, utc(first_frame + i * hop),
                       utc(first_frame + (i + 1) * hop), score) for i, score in enumerate(scores)]
     with open(stem + '.csv', 'w') as f:
@@ -41,7 +44,6 @@ def write_segment(out, camera, day, start, first_frame, scores, fps=FPS, thresho
               'dropped_frames': 0, 'live': True, 'ended': True, 'end_reason': 'segment'}
     with open(stem + '.json', 'w') as f:
         json.dump(report, f)
-    return midnight + start
 
 
 def event(camera, start_utc, end_utc, peak, clip):
