@@ -1,5 +1,7 @@
-"""Shared fixtures: a tiny UCF-Crime-shaped set made by synthetic.py and prepared by preformer_feature.py."""
+"""Shared fixtures: a tiny UCF-Crime-shaped set made by synthetic.py and prepared by preformer_feature.py; headless
+Chromium and a tab of it for the page tests."""
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -72,3 +74,36 @@ def assert_png(path):
     assert 200 <= width <= 3000 and 200 <= height <= 3000, (path, width, height)
     pixels = imread(path)
     assert pixels.shape[:2] == (height, width) and pixels.std() > 0.01, path
+
+
+@pytest.fixture(scope='session')
+def chromium():
+    """Headless Chromium (browser.py) for the page tests, one per session; they skip without it, but in CI."""
+    from browser import launch, missing
+    reason = missing()
+    if reason:
+        if os.environ.get('CI'):
+            pytest.fail(f'{reason}: CI runs the browser tests')
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def tab(chromium):
+    """A new page; afterwards, every request it made must have stayed on this machine."""
+    context = chromium.new_context(viewport={'width': 1200, 'height': 900})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    requests, dialogs = [], []
+    tab.on('request', lambda request: requests.append(request.url))
+    tab.on('dialog', lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.on('pageerror', lambda error: dialogs.append(f'script error: {error}'))
+    tab.requests, tab.dialogs = requests, dialogs
+    yield tab
+    context.close()
+    assert all(re.match(r'file://|http://127\.0\.0\.1:\d+/', url) for url in requests), requests
+    assert dialogs == []  # no dialog opened, no script error

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import page
-from browser import launch, missing, open_page
+from browser import open_page
 from conftest import run_script
 from dataset import write_atomic
 from model import load_checkpoint
@@ -230,37 +230,6 @@ def folder(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return root
-
-
-@pytest.fixture(scope='session')
-def chromium():
-    reason = missing()
-    if reason:
-        if os.environ.get('CI'):
-            pytest.fail(f'{reason}: CI runs the browser tests')
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def tab(chromium):
-    """A new page; afterwards, every request it made must have stayed on this machine."""
-    context = chromium.new_context(viewport={'width': 1200, 'height': 900})
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    requests, dialogs = [], []
-    tab.on('request', lambda request: requests.append(request.url))
-    tab.on('dialog', lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    tab.on('pageerror', lambda error: dialogs.append(f'script error: {error}'))
-    tab.requests, tab.dialogs = requests, dialogs
-    yield tab
-    context.close()
-    assert all(re.match(r'file://|http://127\.0\.0\.1:\d+/', url) for url in requests), requests
-    assert dialogs == []  # no dialog opened, no script error
 
 
 def reports(out):
