@@ -2,7 +2,6 @@
 headless Chromium (Playwright), on pages made from detect.py's runs: the rows and events equal the JSON files, a
 click plays the moment, a 24-hour series keeps a one-frame spike, 1,000 videos stay small, a hostile file name
 stays text, a live result is followed over HTTP, and no request leaves the machine."""
-import argparse
 import base64
 import functools
 import hashlib
@@ -70,7 +69,7 @@ def test_timeline_is_the_maximum_of_each_span(tmp_path, frames):
     scores[frames // 3:frames // 3 + frames // 10] = np.nan  # a gap of dropped frames
     (tmp_path / 'x.csv').write_text(CSV_HEADER + csv_rows(0, scores, 30))
     threshold = float(scores[0])  # a score at the threshold, which rounding could carry below it
-    assert_steps(page.timeline(str(tmp_path / 'x.csv'), threshold), scores, threshold)
+    assert_steps(page.timeline(page.read_scores(str(tmp_path / 'x.csv')), threshold), scores, threshold)
 
 
 def test_a_score_that_rounding_would_carry_across_the_threshold_is_exact():
@@ -134,8 +133,8 @@ def test_live_result_before_any_score(tmp_path):
     assert page.write_page(str(tmp_path)) == 1
     [entry] = page_data(tmp_path / 'index.html')['videos']
     assert entry['timeline'] == {'frames': 0, 'starts': [], 'scores': []}
-    assert (entry['play'], entry['why_not']) == (
-        None, 'nothing to play: rtsp://127.0.0.1/cam is not a video file (a feature file or a stream)')
+    assert (entry['kind'], entry['play'], entry['why_not']) == (
+        'stream', None, 'nothing to play: rtsp://127.0.0.1/cam is a stream, which browsers do not play')
 
 
 def test_timeline_is_read_again_only_when_its_csv_changes(tmp_path):
@@ -171,24 +170,32 @@ def test_player_source_prefers_the_scored_video_and_escapes_paths(tmp_path, monk
     os.makedirs('videos/a b')
     os.makedirs('results/videos')
     open('videos/a b/Clip #1.mp4', 'w').close()
-    source = functools.partial(page.player_source, 'results/videos')
+    base = str(tmp_path)
+
+    def source(name, video, **fields):
+        return page.player_source('results/videos', name, {'video': video, **fields}, base)
     assert source('Clip #1', 'videos/a b/Clip #1.mp4') == ('../../videos/a%20b/Clip%20%231.mp4', None)
-    assert source('Clip', 'Clip_i3d.npy') == (
-        None, 'nothing to play: Clip_i3d.npy is not a video file (a feature file or a stream)')
-    assert source('Gone', 'Gone.mp4') == (None, 'nothing to play: Gone.mp4 was not found from the folder the page '
-                                                'was written in')
+    assert source('Clip #1', str(tmp_path / 'videos/a b/Clip #1.mp4')) == ('../../videos/a%20b/Clip%20%231.mp4', None)
+    assert source('Clip', 'Clip_i3d.npy') == (None, 'nothing to play: Clip_i3d.npy is a feature file')
+    assert source('Gone', 'Gone.mp4') == (None, f'cannot reach Gone.mp4: there is no such file ({tmp_path}/Gone.mp4)')
+    assert source('cam', 'cam.ts') == (None, 'nothing to play: cam.ts is a stream, which browsers do not play; '
+                                             'detect.py --video-out writes an MP4 that plays')
+    assert source('stream', '-', live=True) == (None, 'nothing to play: standard input is a stream, which browsers '
+                                                      'do not play')
     open('results/videos/Clip #1-scored.mp4', 'w').close()
     assert source('Clip #1', 'videos/a b/Clip #1.mp4') == ('Clip%20%231-scored.mp4', None)
 
 
-def test_script_errors_in_one_line(tmp_path, monkeypatch, capsys):
+def test_script_errors_in_one_line(tmp_path):
     result = run_script('page.py', 'ghost', cwd=tmp_path, check=False)
     assert (result.returncode, result.stdout, result.stderr) == (1, '', 'page.py: error: ghost: no such folder\n')
-    monkeypatch.chdir(tmp_path)
-    os.makedirs('empty')
-    page.main(argparse.Namespace(out_dir='empty'))
-    assert capsys.readouterr().out == ('written: empty/index.html, 0 videos (no <video>.json with its <video>.csv '
-                                       'in the folder)\n')
+    os.makedirs(tmp_path / 'empty')
+    (tmp_path / 'empty' / 'other.json').write_text('{}')
+    result = run_script('page.py', 'empty', cwd=tmp_path, check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (1, '', (
+        'page.py: error: empty: nothing to show: no result of detect.py or live.py (<name>.json with its <name>.csv) '
+        'and no segment of watch.py (<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json); nothing written\n'))
+    assert os.listdir(tmp_path / 'empty') == ['other.json']
 
 
 # ---------------------------------------------------------------------------------------------- detect.py's pages
@@ -198,9 +205,9 @@ def snippet_scores(model, features, split_size):
 
 @pytest.fixture(scope='session')
 def folder(tmp_path_factory):
-    """detect.py on a feature file of 5 minutes and three videos, then the page: Clip.mp4, whose event
-    starts at its third chunk or later, Plain.avi (H.264 in AVI, which browsers do not play) and a video of a
-    hostile name; chunks of 4 snippets. The videos' features are in features/videos already (random, as the
+    """detect.py on a feature file of 5 minutes and three videos, then the page (page.py run in another folder,
+    which holds files of the videos' names): Clip.mp4, whose event starts at its third chunk or later, Plain.avi
+    (H.264 in AVI, which browsers do not play) and a video of a hostile name; chunks of 4 snippets. The videos' features are in features/videos already (random, as the
     checkpoint's weights): no I3D. Returns the working folder; the results are in results/videos."""
     root = tmp_path_factory.mktemp('page')
     save_model(root / 'model.pth', feature_size=2048)
@@ -223,10 +230,13 @@ def folder(tmp_path_factory):
     run_script('detect.py', 'b_i3d.npy', 'Clip.mp4', 'Plain.avi', f'{HOSTILE}.mp4',
                '--ckpt', 'model.pth', '--test-split-size', 4, '--threshold', repr(float(s[1:].max())),
                '--device', 'cpu', cwd=root)
+    os.makedirs(root / 'elsewhere')
+    for name in ('Clip.mp4', 'Plain.avi', f'{HOSTILE}.mp4'):  # files of the videos' relative names, elsewhere
+        (root / 'elsewhere' / name).write_bytes(b'')
     cwd = os.getcwd()
-    os.chdir(root)  # the videos' paths are relative to the folder detect.py ran in
+    os.chdir(root / 'elsewhere')  # page.py runs elsewhere: the reports say what their paths are relative to
     try:
-        assert page.write_page('results/videos') == 4
+        assert page.write_page(str(root / 'results' / 'videos')) == 4
     finally:
         os.chdir(cwd)
     return root
@@ -299,13 +309,14 @@ def test_rows_and_events_equal_the_json_files(tab, folder):
             'duration': clock(r['frames'] / r['fps']), 'frames': f'{r["frames"]} frames',
             'fps': f'{r["fps"]:g} fps', 'max': f'max score {fixed(r["max_score"])}',
             'count': f'{len(r["events"])} event{"" if len(r["events"]) == 1 else "s"}',
-            'threshold': f'threshold {r["threshold"]!r}', 'checkpoint': 'checkpoint model.pth', 'source': r['video']}
+            'threshold': f'threshold {r["threshold"]!r}', 'checkpoint': 'checkpoint model.pth',
+            'source': f'feature file {r["video"]}' if r['video'].endswith('.npy') else r['video']}
         assert row['events'] == [[str(i), clock(e['start_time']), clock(e['end_time']),
                                   clock(e['end_time'] - e['start_time']), fixed(e['peak_score']), '']
                                  for i, e in enumerate(r['events'], 1)]
     flagged = sum(e['end_time'] - e['start_time'] for r in files.values() for e in r['events'])
     total = sum(r['frames'] / r['fps'] for r in files.values())
-    assert tab.text_content('#summary') == (f'4 videos · {sum(len(r["events"]) for r in files.values())} events · '
+    assert tab.text_content('#summary') == (f'3 videos, 1 feature file · {sum(len(r["events"]) for r in files.values())} events · '
                                             f'{clock(flagged)} flagged of {clock(total)} '
                                             f'({fixed(100 * flagged / total, 1)}%)')
     tab.select_option('#sort', 'name')
