@@ -3,6 +3,7 @@ headless Chromium (Playwright), on pages made from detect.py's runs: the rows an
 click plays the moment, a 24-hour series keeps a one-frame spike, 1,000 videos stay small, a hostile file name
 stays text, a live result is followed over HTTP, and no request leaves the machine."""
 import base64
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -434,17 +435,24 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server(tmp_path):
-    """python -m http.server --directory tmp_path/results/live, on 127.0.0.1, for the test's length."""
-    os.makedirs(tmp_path / 'results' / 'live')
-    handler = functools.partial(QuietHandler, directory=str(tmp_path / 'results' / 'live'))
+@contextlib.contextmanager
+def serving(directory):
+    """python -m http.server --directory directory, on 127.0.0.1: its URL."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
     with http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler) as httpd:
         thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.1}, daemon=True)
         thread.start()
         yield f'http://127.0.0.1:{httpd.server_address[1]}'
         httpd.shutdown()
         thread.join(5)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """tmp_path/results/live served over HTTP for the test's length."""
+    os.makedirs(tmp_path / 'results' / 'live')
+    with serving(tmp_path / 'results' / 'live') as address:
+        yield address
 
 
 def test_a_live_page_served_over_http_shows_a_new_event(tab, folder, tmp_path, monkeypatch, server):
@@ -478,3 +486,114 @@ def test_a_live_page_served_over_http_shows_a_new_event(tab, folder, tmp_path, m
     new.locator('td').first.click()
     tab.wait_for_function('() => window.played')
     assert tab.evaluate('window.played') == f'{server}/clips/cam-4.48s.mp4'
+
+
+# ---------------------------------------------------------------------------------------------- paths and sources
+def rewrite(folder, name, **fields):
+    """Change fields of a written result's JSON."""
+    path = os.path.join(folder, name + '.json')
+    report = {**json.load(open(path)), **fields}
+    write_atomic(path, lambda f: f.write(json.dumps(report).encode()))
+    return report
+
+
+@pytest.fixture(scope='session')
+def served(tmp_path_factory):
+    """Results as detect.py and live.py write them into an absolute --out-dir, run in another folder (ran_here,
+    which their reports record), the page written from a third, then the folder served over HTTP: cam (live.py
+    on an RTSP URL: three events, the first clip with its clip_offset, the second without, the third's clip
+    gone), far (a video outside the served folder), gone (a video in it, removed after the page was written),
+    rec (a .ts recording), stdin (live.py on standard input), feat (a feature file). Yields (URL, folder)."""
+    root = tmp_path_factory.mktemp('served')
+    out = root / 'srv' / 'cams'
+    os.makedirs(out / 'clips')
+    os.makedirs(root / 'ran_here')
+    for name in ('cam-1.00s.mp4', 'cam-6.00s.mp4'):
+        encode_video(out / 'clips' / name, 2 * FPS)  # 2 s
+    encode_video(root / 'far.mp4', FPS)
+    shutil.copy(root / 'far.mp4', out / 'gone.mp4')
+    scores = np.repeat(np.array([0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.8, 0.1, 0.7, 0.1], np.float32), FPS)
+    ran_here = str(root / 'ran_here')
+    cam = write_result(str(out), 'cam', scores, video='rtsp://127.0.0.1:9/cam', live=True, ended=True, hop=1,
+                       dropped_frames=0, cwd=ran_here)
+    clips = [str(out / 'clips' / f'cam-{e["start_time"]:.2f}s.mp4') for e in cam['events']]
+    events = [{**e, 'clip': clip} for e, clip in zip(cam['events'], clips)]
+    events[0]['clip_offset'] = 1.0
+    rewrite(str(out), 'cam', events=events)
+    write_result(str(out), 'far', scores, video=str(root / 'far.mp4'), cwd=ran_here)
+    write_result(str(out), 'gone', scores, video=str(out / 'gone.mp4'), cwd=ran_here)
+    write_result(str(out), 'rec', scores, video='rec.ts', cwd=ran_here)
+    write_result(str(out), 'stdin', scores, video='-', live=True, ended=True, hop=1, dropped_frames=0, cwd=ran_here)
+    write_result(str(out), 'feat', scores, video='feat_i3d.npy', cwd=ran_here)
+    assert page.write_page(str(out)) == 6
+    os.remove(out / 'gone.mp4')
+    with serving(out) as address:
+        yield address, out
+
+
+def open_served(tab, address):
+    tab.goto(f'{address}/index.html')
+    tab.wait_for_selector('body[data-ready]', state='attached')
+
+
+def test_over_http_an_absolute_out_dir_plays_its_clips(tab, served):
+    address, out = served
+    open_served(tab, address)
+    rows = tab.locator(f'{section("cam")} tr.event')
+    assert rows.locator('a').evaluate_all('links => links.map(a => a.href)') == [
+        f'{address}/clips/cam-1.00s.mp4', f'{address}/clips/cam-6.00s.mp4', f'{address}/clips/cam-8.00s.mp4']
+    player(tab, 'p.addEventListener("loadeddata", () => window.loaded = p.src)')
+    rows.nth(0).locator('td').first.click()
+    tab.wait_for_function('() => window.loaded')
+    assert tab.evaluate('window.loaded') == f'{address}/clips/cam-1.00s.mp4'
+    assert player(tab, 'p.duration') == pytest.approx(2, abs=0.1)  # the clip itself, decoded
+    assert tab.text_content('#now-playing') == 'cam: the clip of event 1; the event starts 0:01.00 into it'
+
+    tab.evaluate('window.loaded = null')
+    rows.nth(1).locator('td').first.click()  # no clip_offset: the clip ends with its event, 1 s long
+    tab.wait_for_function('() => window.loaded')
+    assert tab.evaluate('window.loaded') == f'{address}/clips/cam-6.00s.mp4'
+    duration = player(tab, 'p.duration')
+    assert tab.text_content('#now-playing') == (f'cam: the clip of event 2; the event starts about '
+                                                f'{clock(duration - 1)} into it')
+
+
+def test_over_http_a_file_the_page_cannot_reach_is_named_so(tab, served):
+    address, out = served
+    open_served(tab, address)
+    tab.locator(f'{section("cam")} tr.event').nth(2).locator('td').first.click()  # the clip that is gone
+    assert tab.text_content(f'{section("cam")} .note.error') == (
+        f'cannot reach the clip of event 3: there is no such file as {out}/clips/cam-8.00s.mp4')
+    tab.click(f'{section("far")} canvas', position={'x': 50, 'y': 20})  # above the served folder: not asked for
+    assert tab.text_content(f'{section("far")} .note.error') == (
+        'cannot reach ../../far.mp4 over HTTP: it is outside the folder this server serves (open index.html as a '
+        'file, or serve a folder that holds it)')
+    tab.click(f'{section("gone")} canvas', position={'x': 50, 'y': 20})  # removed since: the server says so
+    note = tab.wait_for_selector(f'{section("gone")} .note.error')
+    assert note.text_content() == 'cannot reach gone.mp4: the server answered 404 File not found'
+    assert not any('far.mp4' in url for url in tab.requests)
+
+
+def test_the_title_says_what_the_page_is_and_the_sources_what_they_are(tab, served):
+    address, out = served
+    open_served(tab, address)
+    assert (tab.title(), tab.text_content('h1'), tab.text_content('#folder')) == (
+        'Anomaly detection results: cams', 'Anomaly detection results', str(out))
+    rows = {row['name']: row for row in tab.eval_on_selector_all('section.video', ROWS)}
+    assert {name: row['meta']['source'] for name, row in rows.items()} == {
+        'cam': 'stream rtsp://127.0.0.1:9/cam', 'far': str(out.parent.parent / 'far.mp4'), 'feat':
+        'feature file feat_i3d.npy', 'gone': str(out / 'gone.mp4'), 'rec': 'stream rec.ts', 'stdin': 'standard input'}
+    assert tab.eval_on_selector_all(f'{section("rec")} .links a', 'a => a.map(x => x.textContent)') == [
+        'scores (CSV)', 'JSON']  # no "video" link
+    assert tab.text_content(f'{section("rec")} .note') == (
+        'nothing to play: rec.ts is a stream, which browsers do not play; detect.py --video-out writes an MP4 that '
+        'plays')
+    assert tab.text_content(f'{section("stdin")} .note') == ('nothing to play: standard input is a stream, which '
+                                                             'browsers do not play')
+    assert tab.text_content('#count-videos') == '2 videos, 1 feature file, 3 streams'
+
+
+def test_page_py_in_another_folder_links_the_files_the_reports_name(folder):
+    entries = {e['name']: e for e in page_data(folder / 'results' / 'videos' / 'index.html')['videos']}
+    assert (entries['Clip']['play'], entries['Plain']['play']) == ('../../Clip.mp4', '../../Plain.avi')
+    assert entries['Clip']['base'] == os.path.realpath(folder)  # detect.py's working folder, from its report
