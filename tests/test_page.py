@@ -24,7 +24,8 @@ from conftest import run_script
 from dataset import write_atomic
 from model import load_checkpoint
 from protocol import video_scores
-from results import CSV_HEADER, csv_rows, event_record, find_events
+from results import (CSV_HEADER, SCORE_ROWS_HEADER, csv_rows, event_record, find_events, score_row, utc_seconds,
+                     utc_text)
 from test_detect import FPS, encode_video, save_model
 
 HOSTILE = '<img src=x onerror=alert(1)>'
@@ -597,3 +598,111 @@ def test_page_py_in_another_folder_links_the_files_the_reports_name(folder):
     entries = {e['name']: e for e in page_data(folder / 'results' / 'videos' / 'index.html')['videos']}
     assert (entries['Clip']['play'], entries['Plain']['play']) == ('../../Clip.mp4', '../../Plain.avi')
     assert entries['Clip']['base'] == os.path.realpath(folder)  # detect.py's working folder, from its report
+
+
+# ---------------------------------------------------------------------------------------------- watch.py's folder
+def write_segment(out, camera, start_utc, first_frame, scores, events=(), ended=True, fps=FPS, hop=1):
+    """A segment as watch.py writes it (CONTRACT.md): <camera>/<day>/<HH-MM-SS>.json and .csv, a score row per
+    hop snippets (16 frames each), clock time start_utc + frames / fps."""
+    t0, n = utc_seconds(start_utc), 16 * hop
+    folder = os.path.join(out, camera, start_utc[:10])
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.join(folder, start_utc[11:19].replace(':', '-'))
+    rows = ''.join(score_row(first_frame + n * i, first_frame + n * (i + 1), fps, utc_text(t0 + n * i / fps),
+                             utc_text(t0 + n * (i + 1) / fps), score) for i, score in enumerate(scores))
+    write_atomic(stem + '.csv', lambda f: f.write((SCORE_ROWS_HEADER + rows).encode()))
+    frames = n * len(scores)
+    report = {'video': f'rtsp://user:***@127.0.0.1/{camera}', 'features': None, 'fps': fps, 'frames': frames,
+              'snippets': hop * len(scores), 'crops': 1, 'checkpoint': 'model.pth', 'test_split_size': 32,
+              'threshold': 0.5, 'max_score': float(np.nanmax(scores)), 'events': list(events), 'camera': camera,
+              'start_utc': start_utc, 'end_utc': utc_text(t0 + frames / fps), 'first_frame': first_frame, 'hop': hop,
+              'dropped_frames': 0, 'live': True, 'ended': ended, 'end_reason': 'segment' if ended else None}
+    write_atomic(stem + '.json', lambda f: f.write(json.dumps(report).encode()))
+    return report
+
+
+@pytest.fixture
+def watched(tmp_path):
+    """watch.py's folder, by hand: cam_a on 2026-12-04 (one segment) and 2026-12-05 (a segment from frame 1600
+    with an event and its clip), cam_b on 2026-12-05 (a segment being written)."""
+    out = tmp_path / 'watch'
+    write_segment(out, 'cam_a', '2026-12-04T23:00:00.000Z', 0, np.full(10, 0.2, np.float32))
+    scores = np.array([0.1] * 5 + [0.9] * 3 + [0.1] * 12, np.float32)  # frames 1680-1728 at or above 0.5
+    clip = 'cam_a/2026-12-05/10-00-00-10-00-03.200.mp4'
+    event = {'id': 'cam_a-20261205100003200', 'camera': 'cam_a', 'start_frame': 1680, 'end_frame': 1728,
+             'start_time': 67.2, 'end_time': 69.12, 'start_utc': '2026-12-05T10:00:03.200Z',
+             'end_utc': '2026-12-05T10:00:05.120Z', 'peak_score': float(np.float32(0.9)), 'clip': clip,
+             'clip_offset': 1.25, 'reason': 'ended'}
+    write_segment(out, 'cam_a', '2026-12-05T10:00:00.000Z', 1600, scores, [event])
+    encode_video(out / clip, 3 * FPS)
+    write_segment(out, 'cam_b', '2026-12-05T10:00:01.000Z', 0, np.array([0.3, np.nan, 0.4], np.float32), ended=False)
+    return out
+
+
+def test_watch_folder_page_of_the_latest_day_with_clock_times(tab, watched):
+    assert page.write_page(str(watched)) == 2  # the latest day's segments
+    assert sorted(f for f in os.listdir(watched) if f.endswith('.html')) == ['2026-12-04.html', 'index.html']
+    entries = {e['name']: e for e in page_data(watched / 'index.html')['videos']}
+    assert sorted(entries) == ['cam_a/2026-12-05/10-00-00', 'cam_b/2026-12-05/10-00-01']
+    assert entries['cam_a/2026-12-05/10-00-00']['timeline'] == {'frames': 320, 'starts': [0, 80, 128],
+                                                              'scores': [0.1, 0.9, 0.1]}
+    assert entries['cam_b/2026-12-05/10-00-01']['timeline'] == {'frames': 48, 'starts': [0, 16, 32],
+                                                              'scores': [0.3, None, 0.4]}
+
+    open_page(tab, watched / 'index.html')
+    assert tab.text_content('#folder') == f'{os.path.realpath(watched)} · 2026-12-05 (UTC)'
+    days = tab.eval_on_selector_all('#days > *', 'e => e.map(x => [x.tagName, x.textContent, x.getAttribute("href")])')
+    assert days == [['STRONG', '2026-12-05', None], ['A', '2026-12-04', '2026-12-04.html']]
+    assert tab.text_content('#count-videos') == '2 cameras, 2 segments'
+    assert tab.eval_on_selector_all('section.video h2', 'e => e.map(x => x.textContent)') == [
+        'cam_a10:00:00.000 – 10:00:12.800 UTCended (segment)', 'cam_b10:00:01.000 – 10:00:02.920 UTCrecording']
+    cam_a = section('cam_a/2026-12-05/10-00-00')
+    assert tab.eval_on_selector_all(f'{cam_a} .axis span', 'e => e.map(x => x.textContent)') == [
+        '10:00:00 UTC', '10:00:12 UTC']
+    assert tab.eval_on_selector_all(f'{cam_a} tr', 'e => e.map(r => [...r.cells].map(c => c.textContent))') == [
+        ['#', 'start (UTC)', 'end (UTC)', 'duration', 'peak', ''],
+        ['1', '10:00:03.200', '10:00:05.120', clock(69.12 - 67.2), '0.900', 'clip']]
+    player(tab, 'p.addEventListener("loadeddata", () => window.loaded = p.src)')
+    tab.click(f'{cam_a} tr.event td')
+    tab.wait_for_function('() => window.loaded')
+    assert player(tab, 'decodeURIComponent(new URL(p.src).pathname)') == str(
+        watched / 'cam_a' / '2026-12-05' / '10-00-00-10-00-03.200.mp4')
+    assert tab.text_content('#now-playing') == ('cam_a 10:00:00 UTC: the clip of event 1; the event starts 0:01.25 '
+                                                'into it')
+
+    tab.click('#days a')  # the earlier day's page
+    tab.wait_for_selector('body[data-ready]', state='attached')
+    names = tab.eval_on_selector_all('section.video', 'e => e.map(s => s.dataset.name)')
+    assert names == ['cam_a/2026-12-04/23-00-00']
+    assert tab.text_content('#days') == 'Latest day: 2026-12-05'
+    assert tab.eval_on_selector('#days a', 'a => a.getAttribute("href")') == 'index.html'
+
+
+def test_watch_folder_earlier_days_are_written_again_only_when_they_change(watched):
+    page.write_watch_page(str(watched))
+    earlier = watched / '2026-12-04.html'
+    os.utime(earlier, ns=(0, 4 * 10**18))  # in 2096, later than its day's files: kept as it is
+    earlier.write_text(earlier.read_text() + '<!-- kept -->')
+    os.utime(earlier, ns=(0, 4 * 10**18))
+    page.write_watch_page(str(watched))
+    assert earlier.read_text().endswith('<!-- kept -->')
+    os.utime(earlier, ns=(0, 0))  # older than its day's files: written again
+    page.write_watch_page(str(watched))
+    assert not earlier.read_text().endswith('<!-- kept -->')
+    shutil.rmtree(watched / 'cam_a' / '2026-12-04')  # retention removed the day: its page goes
+    page.write_watch_page(str(watched))
+    assert not earlier.exists() and [d['day'] for d in page_data(watched / 'index.html')['days']] == ['2026-12-05']
+
+
+def test_a_camera_day_of_hop_1_scores_stays_small(tmp_path):
+    rows = 162_000  # a day at 30 fps, a score per 16-frame snippet
+    scores = np.repeat(np.random.default_rng(2).uniform(0.05, 0.3, rows // 100).astype(np.float32), 100)
+    scores[123_456] = 0.97
+    start = '2026-12-05T00:00:00.000Z'  # the page reads the frames of a row, not its clock times
+    lines = ''.join(f'{16 * i},{16 * i + 16},0,0,{start},{start},{s:.9g}\n' for i, s in enumerate(scores.tolist()))
+    write_segment(tmp_path, 'cam', '2026-12-05T00:00:00.000Z', 0, scores[:1], fps=30)
+    (tmp_path / 'cam' / '2026-12-05' / '00-00-00.csv').write_text(SCORE_ROWS_HEADER + lines)
+    assert page.write_watch_page(str(tmp_path)) == 1
+    [entry] = page_data(tmp_path / 'index.html')['videos']
+    assert_steps(entry['timeline'], np.repeat(scores, 16), 0.5)  # each span's maximum, the spike kept
+    assert 0.97 in entry['timeline']['scores'] and os.path.getsize(tmp_path / 'index.html') < 100_000
