@@ -278,7 +278,7 @@ def write_watch_page(out_dir):
     """(Re)write the pages of watch.py's folder out_dir: index.html over every camera's segments of the latest
     day, and <day>.html of each earlier day where it is missing or a file of that day changed after it (the page
     of a day whose segments are all gone is removed). Returns the segments of the latest day's page; 0 where
-    out_dir holds no segment, and then nothing is written."""
+    the latest day holds no segment that reads, and then its page is not written."""
     days = watch_days(out_dir)
     if not days:
         return 0
@@ -295,7 +295,8 @@ def write_watch_page(out_dir):
         previous = previous_entries(page_path)
         entries = [e for e in (read_segment(out_dir, name, previous.get(name)) for name in days[day])
                    if e is not None]
-        write_html(page_path, out_dir, entries, day=day, days=links if day == latest else links[:1])
+        if entries:
+            write_html(page_path, out_dir, entries, day=day, days=links if day == latest else links[:1])
         if day == latest:
             count = len(entries)
     return count

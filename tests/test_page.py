@@ -209,8 +209,8 @@ def snippet_scores(model, features, split_size):
 def folder(tmp_path_factory):
     """detect.py on a feature file of 5 minutes and three videos, then the page (page.py run in another folder,
     which holds files of the videos' names): Clip.mp4, whose event starts at its third chunk or later, Plain.avi
-    (H.264 in AVI, which browsers do not play) and a video of a hostile name; chunks of 4 snippets. The videos' features are in features/videos already (random, as the
-    checkpoint's weights): no I3D. Returns the working folder; the results are in results/videos."""
+    (H.264 in AVI, which browsers do not play) and a video of a hostile name; chunks of 4 snippets. The videos'
+    features are in features/videos already (random, as the checkpoint's weights): no I3D. Returns the working folder; the results are in results/videos."""
     root = tmp_path_factory.mktemp('page')
     save_model(root / 'model.pth', feature_size=2048)
     model = load_checkpoint(str(root / 'model.pth'))
@@ -318,7 +318,8 @@ def test_rows_and_events_equal_the_json_files(tab, folder):
                                  for i, e in enumerate(r['events'], 1)]
     flagged = sum(e['end_time'] - e['start_time'] for r in files.values() for e in r['events'])
     total = sum(r['frames'] / r['fps'] for r in files.values())
-    assert tab.text_content('#summary') == (f'3 videos, 1 feature file · {sum(len(r["events"]) for r in files.values())} events · '
+    events = sum(len(r['events']) for r in files.values())
+    assert tab.text_content('#summary') == (f'3 videos, 1 feature file · {events} events · '
                                             f'{clock(flagged)} flagged of {clock(total)} '
                                             f'({fixed(100 * flagged / total, 1)}%)')
     tab.select_option('#sort', 'name')
@@ -339,7 +340,7 @@ def test_clicking_an_event_plays_the_video_from_its_start(tab, folder):
     [event] = report['events']
     assert event['start_frame'] > 0 and report['fps'] == FPS
     open_page(tab, out / 'index.html')
-    player(tab, 'p.addEventListener("seeked", () => (window.seeks = window.seeks || []).push(p.currentTime))')
+    player(tab, 'p.addEventListener("seeking", () => (window.seeks = window.seeks || []).push(p.currentTime))')
     tab.click(f'{section("Clip")} tr.event')
     tab.wait_for_function('() => window.seeks && window.seeks.length')
     assert abs(tab.evaluate('window.seeks[0]') - event['start_time']) <= 1 / FPS
