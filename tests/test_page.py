@@ -2,6 +2,7 @@
 headless Chromium (Playwright), on pages made from detect.py's runs: the rows and events equal the JSON files, a
 click plays the moment, a 24-hour series keeps a one-frame spike, 1,000 videos stay small, a hostile file name
 stays text, a live result is followed over HTTP, and no request leaves the machine."""
+import argparse
 import base64
 import contextlib
 import functools
@@ -21,7 +22,7 @@ import torch
 import page
 from browser import launch, missing, open_page
 from conftest import run_script
-from dataset import write_atomic
+from dataset import DataError, write_atomic
 from model import load_checkpoint
 from protocol import video_scores
 from results import (CSV_HEADER, SCORE_ROWS_HEADER, csv_rows, event_record, find_events, score_row, utc_seconds,
@@ -193,10 +194,11 @@ def test_script_errors_in_one_line(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (1, '', 'page.py: error: ghost: no such folder\n')
     os.makedirs(tmp_path / 'empty')
     (tmp_path / 'empty' / 'other.json').write_text('{}')
-    result = run_script('page.py', 'empty', cwd=tmp_path, check=False)
-    assert (result.returncode, result.stdout, result.stderr) == (1, '', (
-        'page.py: error: empty: nothing to show: no result of detect.py or live.py (<name>.json with its <name>.csv) '
-        'and no segment of watch.py (<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json); nothing written\n'))
+    with pytest.raises(DataError) as error:  # cli.run: that line, exit status 1
+        page.main(argparse.Namespace(out_dir=str(tmp_path / 'empty')))
+    assert str(error.value) == (
+        f'{tmp_path / "empty"}: nothing to show: no result of detect.py or live.py (<name>.json with its <name>.csv) '
+        'and no segment of watch.py (<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json); nothing written')
     assert os.listdir(tmp_path / 'empty') == ['other.json']
 
 
@@ -658,6 +660,7 @@ def test_watch_folder_page_of_the_latest_day_with_clock_times(tab, watched):
     assert tab.eval_on_selector_all('section.video h2', 'e => e.map(x => x.textContent)') == [
         'cam_a10:00:00.000 – 10:00:12.800 UTCended (segment)', 'cam_b10:00:01.000 – 10:00:02.920 UTCrecording']
     cam_a = section('cam_a/2026-12-05/10-00-00')
+    assert tab.text_content(f'{cam_a} .source') == 'camera source rtsp://user:***@127.0.0.1/cam_a'
     assert tab.eval_on_selector_all(f'{cam_a} .axis span', 'e => e.map(x => x.textContent)') == [
         '10:00:00 UTC', '10:00:12 UTC']
     assert tab.eval_on_selector_all(f'{cam_a} tr', 'e => e.map(r => [...r.cells].map(c => c.textContent))') == [
