@@ -37,7 +37,6 @@ import numpy as np
 from cli import run
 from dataset import DataError, write_atomic
 from results import CSV_HEADER, read_score_rows, utc_text
-from video import VIDEO_EXTENSIONS
 
 BINS = 2000  # the most steps of a timeline: about a screen's width in pixels, twice over
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'page.html')
