@@ -134,7 +134,7 @@ def detect(args, model, network, device, path, is_features):
     report = {'video': path, 'features': feature_file, 'fps': fps, 'frames': frames, 'snippets': len(features),
               'crops': features.shape[1], 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
               'threshold': args.threshold, 'max_score': float(scores.max()),
-              'events': [event_record(start, end, peak, fps) for start, end, peak in events]}
+              'events': [event_record(start, end, peak, fps) for start, end, peak in events], 'cwd': os.getcwd()}
     write_atomic(stem + '.json', lambda f: f.write(json.dumps(report, indent=2).encode() + b'\n'))
 
     from plots import plot_scores, video_attention  # matplotlib only when drawing: 0.4 s of start-up

@@ -107,7 +107,7 @@ class Outputs:
         self.report = {'video': args.source, 'features': self.feature_file, 'fps': fps, 'frames': 0, 'snippets': 0,
                        'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
                        'threshold': args.threshold, 'max_score': None, 'events': [], 'hop': args.hop,
-                       'dropped_frames': 0, 'live': True, 'ended': False}
+                       'dropped_frames': 0, 'live': True, 'ended': False, 'cwd': os.getcwd()}
         self.events = Events(args.threshold)
         self.clip = None           # the open event's clip
         self.last = None           # (frame after the last scored snippet, its score)
