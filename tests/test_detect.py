@@ -142,7 +142,7 @@ def test_feature_file_gets_the_test_protocol_scores(tmp_path):
         'snippets': 37, 'crops': 3, 'checkpoint': 'model.pth', 'test_split_size': 10, 'threshold': threshold,
         'max_score': float(expected.max()),
         'events': [{'start_frame': s, 'end_frame': e, 'start_time': round(s / FPS, 4), 'end_time': round(e / FPS, 4),
-                    'peak_score': peak} for s, e, peak in events]}
+                    'peak_score': peak} for s, e, peak in events], 'cwd': str(tmp_path)}
     assert_png(out / 'Arrest001_x264.png')
     for s, e, peak in events:
         assert f'\n  {s / FPS:.1f} s - {e / FPS:.1f} s  peak {peak:.2f}\n' in result.stdout
