@@ -64,16 +64,16 @@ def find_inputs(inputs):
     found, problems, seen = [], {}, set()
     for path in inputs:
         if os.path.isfile(path) and path.endswith('.npy'):
-            paths = [(path, True)]
+            files = [(path, True)]
         elif os.path.isfile(path) and not is_video_name(path):
             problems[path] = f'{path}: neither a video ({" ".join(VIDEO_EXTENSIONS)}) nor a *_i3d.npy feature file'
             continue
         else:  # a video or a folder of videos (find_videos says what is wrong with a missing or empty one)
-            paths = [(video, False) for video in find_videos([path])]
-        for path_, is_features in paths:
-            if os.path.realpath(path_) not in seen:
-                seen.add(os.path.realpath(path_))
-                found.append((path_, is_features))
+            files = [(video, False) for video in find_videos([path])]
+        for file, is_features in files:
+            if os.path.realpath(file) not in seen:
+                seen.add(os.path.realpath(file))
+                found.append((file, is_features))
     return found, problems
 
 
