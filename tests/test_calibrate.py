@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+import detect
 from calibrate import fit_threshold
 from conftest import run_script
 from dataset import DataError
+from i3d import load_i3d
 from model import VideoClassifier, save_checkpoint
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 from video import VIDEO_EXTENSIONS, extract_video
-from i3d import load_i3d
 
 FPS = 25
 
@@ -183,8 +184,9 @@ def test_video_threshold_finds_the_event_where_it_stands_out(tmp_path, monkeypat
                                  'max_score': float(normal.max())}]
     check_fit([normal], 0, report['threshold'])
 
-    run_script('detect.py', 'with-event.mp4', '--ckpt', 'model.pth', '--features-dir', 'features', '--test-split-size',
-               1, '--threshold', repr(report['threshold']), '--no-page', '--device', 'cpu', cwd=tmp_path)
+    detect.main(detect.build_parser().parse_args([
+        'with-event.mp4', '--ckpt', 'model.pth', '--features-dir', 'features', '--test-split-size', '1',
+        '--threshold', repr(report['threshold']), '--no-page', '--device', 'cpu']))
     events = json.load(open('results/videos/with-event.json'))['events']
     assert [(e['start_frame'], e['end_frame']) for e in events] == [(32, 48)]
     assert events[0]['peak_score'] > 0.9 > 0.1 > normal.max()

@@ -462,7 +462,7 @@ def sound_only(path):
 BROKEN = b'\x00\x00\x00\x18ftypmp42' + bytes(100)  # an MP4 header and nothing more
 
 
-def test_every_bad_video_is_named_up_front_and_the_others_extracted(tmp_path, weights):
+def test_every_bad_video_is_named_up_front_and_the_others_extracted(tmp_path, monkeypatch, capsys, weights):
     """Six inputs: one good; four that cannot be extracted, each named before any work (not a video, FFmpeg cannot
     open it, no video stream, too short); one that fails while decoding (its small picture warned about first).
     The good one is written, a last line names the five, exit status 1. A shard names only its own."""
@@ -477,7 +477,7 @@ def test_every_bad_video_is_named_up_front_and_the_others_extracted(tmp_path, we
     arguments = ['videos', 'notes.txt', '--weights', weights[1], '--crops', 1]
     result = run_script('extract_features.py', *arguments, cwd=tmp_path, check=False)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
+    lines = [
         "extract_features.py: warning: videos/damaged.mp4: 64 x 48 pixels, smaller than the network's 224 x 224 "
         'crop: its frames are enlarged to 340 x 256, and the scores of so few pixels may mean little',
         f'extract_features.py: error: notes.txt: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})',
@@ -485,22 +485,22 @@ def test_every_bad_video_is_named_up_front_and_the_others_extracted(tmp_path, we
         'extract_features.py: error: videos/sound.mkv: no video stream in it',
         'extract_features.py: error: videos/tiny.mp4: 10 frames, fewer than the 16 of one snippet',
         'extract_features.py: error: videos/damaged.mp4: cannot be decoded (Invalid data found when processing input)',
+    ]
+    assert result.stderr.strip().splitlines() == lines + [
         'extract_features.py: error: 5 of 6 videos failed (above): notes.txt, videos/broken.mp4, videos/damaged.mp4, '
         'videos/sound.mkv, videos/tiny.mp4; the others are extracted']
     assert os.listdir(tmp_path / 'features' / 'videos') == ['good_i3d.npy']
     assert '6 videos: 0 done before, 2 to extract, 4 that cannot be (above)' in result.stdout
     assert '1 extracted, 0 skipped, 5 failed' in result.stdout
-    # sorted: notes.txt, videos/broken.mp4, videos/damaged.mp4, videos/good.mp4, videos/sound.mkv, videos/tiny.mp4
-    shard = run_script('extract_features.py', *arguments, '--out-dir', 'shard', '--shard', '1/2', cwd=tmp_path,
-                       check=False)
-    assert shard.returncode == 1
-    assert shard.stderr.strip().splitlines() == [
-        'extract_features.py: error: videos/broken.mp4: cannot be decoded (Invalid data found when processing input)',
-        'extract_features.py: error: videos/tiny.mp4: 10 frames, fewer than the 16 of one snippet',
-        'extract_features.py: error: 2 of 3 videos failed (above): videos/broken.mp4, videos/tiny.mp4; the others '
-        'are extracted']
-    assert (tmp_path / 'shard' / 'good_i3d.npy').read_bytes() == (
-        tmp_path / 'features' / 'videos' / 'good_i3d.npy').read_bytes()
+    # a shard of the sorted list: notes.txt, videos/broken.mp4, videos/damaged.mp4, videos/good.mp4, ...
+    from extract_features import build_parser, main
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(DataError) as error:  # shard 0/2: notes.txt, videos/damaged.mp4, videos/sound.mkv
+        main(build_parser().parse_args([*map(str, arguments), '--out-dir', 'shard', '--shard', '0/2']))
+    assert str(error.value) == '3 of 3 videos failed (above): notes.txt, videos/damaged.mp4, videos/sound.mkv'
+    assert capsys.readouterr().err.splitlines() == lines[:2] + [lines[3], lines[5]]
+    assert not os.path.exists(tmp_path / 'shard')
 
 
 def test_a_video_that_states_no_frame_count_is_counted_up_front(tmp_path):
