@@ -1,7 +1,7 @@
 """A threshold for each camera: the lowest threshold at which footage of the camera's normal scene gives at most
 --false-alarms-per-hour events an hour, on the scores live.py gives that footage.
 
-    python calibrate.py cam1-normal/ --ckpt ckpt/mine.pth --weights i3d_r50_kinetics.pth --crops 1 --hop 1 --out cam1.json
+    python calibrate.py cam1-normal/ --ckpt ckpt/mine.pth --weights W --crops 1 --hop 1 --out cam1.json
     python calibrate.py mon.mp4 tue.mp4 --ckpt ckpt/mine.pth --weights W --crops 1 --hop 1 --false-alarms-per-hour 0.5
     python calibrate.py results/live/cam1_i3d.npy --ckpt ckpt/mine.pth --hop 1 --fps 25
 
