@@ -10,9 +10,10 @@ file is scored as it is, its frames 16 per snippet at --fps (default 30, UCF-Cri
 r and feature size are read from its shapes. The scores are the paper's test protocol on the one video: chunks of
 --test-split-size snippets, the mean over crops, each snippet's score on its 16 frames; frames after the
 last full snippet carry the last snippet's score. An event is a maximal run of frames scored >= --threshold.
-Two warnings (on stderr; the run goes on): an input shorter than one chunk, whose whole length gets one
-score, and scores all below 1e-6 or above 1 - 1e-6, which says that the checkpoint and the features do not
-fit each other (a model trained on the built-in synthetic features, say, scoring real I3D features).
+Three warnings (on stderr; the run goes on): a video smaller than the network's 224-pixel crop, an input
+shorter than one chunk, whose whole length gets one score, and scores all below 1e-6 or above 1 - 1e-6, which
+says that the checkpoint and the features do not fit each other (a model trained on the built-in synthetic
+features, say, scoring real I3D features).
 
 Written to --out-dir, per input (named after the video):
     <video>.csv          frame,time,score: one row per frame, time in seconds (frame / fps)
@@ -21,9 +22,13 @@ Written to --out-dir, per input (named after the video):
     <video>.png          the score over time, events shaded; the attention hops below
     <video>-scored.mp4   with --video-out: the video above a strip of its score timeline
     index.html           the review page of every result in the folder (page.py), unless --no-page
-The inputs and flags are checked first, before anything is loaded (a missing --weights file is an error even
-when no video needs it, and so is a video that FFmpeg cannot open). An input that fails later (a video that
-fails while decoding, a broken feature file) is reported and the others go on; the exit status is then 1.
+The flags, the output folders and the checkpoint are checked first, before anything else is loaded (a missing
+--weights file is an error even when no video needs it); a mistake ends the run in one line. Then every input
+is checked: each that is neither a video nor a feature file, a video that FFmpeg cannot open, that has no
+video stream or fewer than 16 frames, and a feature file of the wrong form is named in one line, and the
+others are scored all the same. An input that fails later (a video that fails while decoding, features that
+hold NaN) is reported and the others go on. When any input failed, a last line counts them and the exit
+status is 1; a single input that fails is its one line.
 """
 import argparse
 import json
@@ -34,39 +39,30 @@ import sys
 import numpy as np
 import torch
 
-from cli import check_positive, run
+from cli import check_out_dir, check_positive, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, video_name, write_atomic
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from page import write_page
 from protocol import video_scores
 from results import CSV_HEADER, csv_rows, event_record, find_events
-from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
-                   feature_path, find_videos, probe_video)
+from video import (FEATURE_FILE_FPS, add_extraction_arguments, check_videos, extract_video, extraction_device,
+                   feature_path, find_inputs, frame_scores, probe_video)
 
-FEATURE_FILE_FPS = 30  # UCF-Crime's frame rate: the time axis of a feature file without --fps
 SATURATED = 1e-6  # scores all below this or above 1 - this: the checkpoint does not fit the features
 
 
 def list_inputs(inputs):
-    """[(path, is a feature file)] in the order given, each folder replaced by its videos (sorted); the same
-    file given twice counts once, and two inputs of one name, whose outputs would collide, are an error."""
-    found = []
-    for path in inputs:
-        if os.path.isfile(path) and path.endswith('.npy'):
-            found.append((path, True))
-        elif os.path.isfile(path) and not path.lower().endswith(VIDEO_EXTENSIONS):
-            raise DataError(f'{path}: neither a video ({" ".join(VIDEO_EXTENSIONS)}) '
-                            f'nor a *_i3d.npy feature file')
-        else:  # a video or a folder of videos (find_videos says what is wrong with a missing or empty one)
-            found += [(video, False) for video in find_videos([path])]
+    """video.find_inputs' (inputs, problems), after checking that no two inputs have one name, as their outputs
+    would collide."""
+    found, problems = find_inputs(inputs)
     named = {}
-    for path, is_features in found:
-        first, _ = named.setdefault(video_name(path), (path, is_features))
-        if os.path.realpath(first) != os.path.realpath(path):
+    for path, _ in found:
+        first = named.setdefault(video_name(path), path)
+        if first != path:
             raise DataError(f'{first} and {path} are both named {video_name(path)}: their features and results '
                             f'would overwrite each other; rename one')
-    return list(named.values())
+    return found, problems
 
 
 def read_features(path, feature_size):
@@ -89,11 +85,6 @@ def video_features(args, network, device, video):
                         f'{max(snippets, 0)}: the features of another video of that name? Delete the file to '
                         f'extract them again')
     return features, frames, fps, feature_file, f'features found in {feature_file}'
-
-
-def frame_scores(snippet_scores, frames):
-    """Every snippet's score on its 16 frames; the frames after the last full snippet carry its score."""
-    return snippet_scores[np.minimum(np.arange(frames) // FRAMES_PER_SNIPPET, len(snippet_scores) - 1)]
 
 
 def warn(message):
@@ -160,8 +151,10 @@ def main(args):
         raise DataError(f'--threshold must be between 0 and 1, as the scores are, got {args.threshold}')
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
+    check_out_dir(args.out_dir, '--out-dir')
     device = extraction_device(args)  # the extraction flags and the --weights file
-    inputs = list_inputs(args.inputs)
+    inputs, problems = list_inputs(args.inputs)
+    total = len(inputs) + len(problems)
     videos = [path for path, is_features in inputs if not is_features]
     if args.video_out and len(videos) < len(inputs):
         feature_file = next(path for path, is_features in inputs if is_features)
@@ -171,24 +164,39 @@ def main(args):
     if videos and feature_size != I3D_FEATURE_SIZE:
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score the videos')
-    check_videos(videos)
-    to_extract = [v for v in videos if not os.path.isfile(feature_path(args.features_dir, v))]
+    problems.update(check_videos(videos, warn))
+    for path, is_features in inputs:
+        if is_features:
+            try:
+                open_features(path, feature_size)  # its form; its values when it is scored
+            except DataError as e:
+                problems[path] = str(e)
+    if total == len(problems) == 1:  # a single bad input: its one line
+        raise DataError(next(iter(problems.values())))
+    inputs = [(path, is_features) for path, is_features in inputs if path not in problems]
+    to_extract = [v for v, is_features in inputs if not is_features
+                  and not os.path.isfile(feature_path(args.features_dir, v))]
     if to_extract and args.weights is None:
         raise DataError(f'{to_extract[0]} has no features in {args.features_dir} yet: extracting them needs '
                         f'--weights i3d_r50_kinetics.pth (where it comes from: README.md, "Your own videos")')
+    if to_extract:
+        check_out_dir(args.features_dir, '--features-dir')
+    for problem in problems.values():  # every bad input named before any work; the others go on
+        print(f'detect.py: error: {problem}', file=sys.stderr)
     model = model.to(device).eval()
     network = load_i3d(args.weights, device) if to_extract else None
-    failed = []
+    failed = list(problems)
     for path, is_features in inputs:
         try:
             detect(args, model, network, device, path, is_features)
         except DataError as e:
-            if len(inputs) == 1:
+            if total == 1:
                 raise
             print(f'detect.py: error: {e}', file=sys.stderr)  # and the other inputs go on
             failed.append(path)
     if failed:
-        raise DataError(f'{len(failed)} of {len(inputs)} inputs failed (above); the others are done')
+        others = '; the others are done' if inputs else ''
+        raise DataError(f'{len(failed)} of {total} inputs failed (above){others}')
 
 
 def build_parser():

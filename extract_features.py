@@ -12,14 +12,19 @@ torchvision's TenCrop order (top-left, top-right, bottom-left, bottom-right, cen
 the horizontally flipped frames; --crops 1 keeps the center one); a crop's feature is the I3D network's
 layer4 output averaged over time, height and width (i3d.py).
 
-The inputs and flags are checked first, before anything is loaded: a file without a video's extension, a
-video to extract that FFmpeg cannot open and a missing --weights file (even when every video is done) each
-end the run in one line naming it. The decoding streams: at most --batch-size snippets of frames are held at a time,
-whatever the video's length. A video whose output exists is skipped (unless --overwrite); one that fails
-while decoding or is shorter than 16 frames is reported in one line and the others go on; the exit status is
-1 if any failed.
+The flags and the inputs are checked first, before anything is loaded: a missing input, a folder without
+videos, two videos that would write one file, an --out-dir that cannot be written and a missing --weights file
+(even when every video is done) each end the run in one line naming it. Then every video to extract is checked
+(video.check_videos): each that is not a video (by its extension), that FFmpeg cannot open, that has no video
+stream or that has fewer than 16 frames is named in one line, and the others are extracted all the same; a
+video smaller than the network's 224-pixel crop gets a warning. The decoding streams: at most --batch-size
+snippets of frames are held at a time, whatever the video's length. A video whose output exists is skipped
+(unless --overwrite); one that fails while decoding is reported in one line and the others go on. When any
+video failed, a last line names them all and the exit status is 1; a single video that cannot be extracted is
+its one line.
 --shard K/N takes every N-th video from the K-th (0 <= K < N) of the sorted list, so that N jobs split a
-dataset without coordination, and together write exactly the files of one run.
+dataset without coordination, and together write exactly the files of one run; a shard checks, and names,
+only its own videos.
 
 On a GPU the network is IEEE float32 (not the TF32 cuDNN picks by default) unless --half, and the decoding
 and resizing, on one CPU core per process, bound the speed (on an H100: about 6 snippets/s of 10 crops per
@@ -32,7 +37,7 @@ import time
 
 from tqdm import tqdm
 
-from cli import parse_shard, run
+from cli import check_out_dir, parse_shard, run
 from dataset import DataError, save_npy
 from i3d import load_i3d
 from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
@@ -52,15 +57,25 @@ def main(args):
         outputs[out] = video
     mine = videos[shard::shards]
     todo = [v for v in mine if args.overwrite or not os.path.exists(feature_path(args.out_dir, v))]
-    check_videos(todo)
+    if todo:
+        check_out_dir(args.out_dir, '--out-dir')
+    problems = check_videos(todo, warn)
+    if len(todo) == 1 and problems:  # a single bad input: its one line
+        raise DataError(problems[todo[0]])
+    for problem in problems.values():  # every bad video named before any work; the others go on
+        print(f'extract_features.py: error: {problem}', file=sys.stderr)
+    good = [v for v in todo if v not in problems]
     print(f'{len(mine)} videos{f" (shard {args.shard} of {len(videos)})" if shards > 1 else ""}: '
-          f'{len(mine) - len(todo)} done before, {len(todo)} to extract')
-    if not todo:
+          f'{len(mine) - len(todo)} done before, {len(good)} to extract'
+          f'{f", {len(problems)} that cannot be (above)" if problems else ""}')
+    if not good:
+        if problems:
+            raise failure(list(problems), todo)
         return
     network = load_i3d(args.weights, device)
 
-    failed, snippets, start = [], 0, time.perf_counter()
-    for video in tqdm(todo, desc='videos', unit='video', disable=None if len(todo) > 1 else True):
+    failed, snippets, start = list(problems), 0, time.perf_counter()
+    for video in tqdm(good, desc='videos', unit='video', disable=None if len(good) > 1 else True):
         try:
             features, n_frames, fps = extract_video(video, network, args.crops, args.batch_size, device, args.half)
         except DataError as e:
@@ -75,7 +90,17 @@ def main(args):
     print(f'{len(todo) - len(failed)} extracted, {len(mine) - len(todo)} skipped, {len(failed)} failed; '
           f'{snippets} snippets in {seconds:.1f} s ({snippets / seconds:.2f} snippets/s)')
     if failed:
-        sys.exit(1)
+        raise failure(failed, todo)
+
+
+def failure(failed, todo):
+    """The run's last line when videos failed: how many, which."""
+    others = '; the others are extracted' if len(failed) < len(todo) else ''
+    return DataError(f'{len(failed)} of {len(todo)} videos failed (above): {", ".join(sorted(failed))}{others}')
+
+
+def warn(message):
+    print(f'extract_features.py: warning: {message}', file=sys.stderr)
 
 
 def build_parser():

@@ -13,6 +13,9 @@ import torch.nn as nn
 from dataset import DataError
 
 MIN_ROWS = 16  # the fewest rows chunk_scores gives a matmul (see there)
+# the authors' released UCF-Crime checkpoints, in save_weight/ of their repository
+AUTHORS_CHECKPOINTS = ('SelfAttention-da64-r3-T32-seed9111.pth', 'SelfAttention-da128-r7-T32-seed9111.pth')
+AUTHORS_REPOSITORY = 'https://github.com/sakurada-cnq/salient_feature_anomaly'
 
 
 class VideoClassifier(nn.Module):
@@ -113,7 +116,9 @@ def load_checkpoint(path, model=None):
     """Load a checkpoint of this project or the authors' into model, checking every shape first; without a
     model, into one built with the checkpoint's own feature size, da and r (read off its attention's shapes)."""
     if not os.path.isfile(path):
-        raise DataError(f'{path}: checkpoint not found')
+        hint = (f": it is one of the authors' released checkpoints, in save_weight/ of {AUTHORS_REPOSITORY}: copy it "
+                f'to {path}' if os.path.basename(path) in AUTHORS_CHECKPOINTS else '')
+        raise DataError(f'{path}: checkpoint not found{hint}')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:

@@ -1,10 +1,11 @@
-"""The video pipeline that extract_features.py, detect.py and live.py share: find videos, decode frames (a file,
-a pipe, a URL or a device, through PyAV), resize them, cut snippets and crops, and run the I3D network on
-batches of snippets. The protocol is RTFM-style features': every frame decoded as RGB, resized to 340 x 256
-(width x height) by PIL's Lanczos filter and scaled to x * 2 / 255 - 1; snippets of 16 consecutive frames with
-stride 16 (the frames after the last full snippet are dropped); ten 224 x 224 crops of each snippet in
-torchvision's TenCrop order (--crops 1 keeps the center one); a crop's feature is the I3D network's layer4
-output averaged over time, height and width (i3d.py). No command line of its own.
+"""The video pipeline that extract_features.py, detect.py, live.py and calibrate.py share: find videos, check
+them, decode frames (a file, a pipe, a URL or a device, through PyAV), resize them, cut snippets and crops, run
+the I3D network on batches of snippets, and give each frame its snippet's score. The protocol is RTFM-style
+features': every frame decoded as RGB, resized to 340 x 256 (width x height) by PIL's Lanczos filter and scaled
+to x * 2 / 255 - 1; snippets of 16 consecutive frames with stride 16 (the frames after the last full snippet are
+dropped); ten 224 x 224 crops of each snippet in torchvision's TenCrop order (--crops 1 keeps the center one); a
+crop's feature is the I3D network's layer4 output averaged over time, height and width (i3d.py). No command
+line of its own.
 """
 import contextlib
 import math
@@ -27,28 +28,53 @@ WIDTH, HEIGHT, CROP = 340, 256, 224
 CORNERS = ((0, 0), (0, WIDTH - CROP), (HEIGHT - CROP, 0), (HEIGHT - CROP, WIDTH - CROP),
            ((HEIGHT - CROP) // 2, (WIDTH - CROP) // 2))
 CENTER = 4
+FEATURE_FILE_FPS = 30  # UCF-Crime's frame rate: the time axis of a feature file without --fps
 CLIPS_PER_BATCH = 20  # the default batch: 2 snippets of 10 crops, 20 of 1 (2 CPU cores: 1.1x as fast as 10 clips)
 
 
 # ---------------------------------------------------------------------------------------------- files
 def find_videos(inputs):
-    """The videos of inputs, sorted: a file must have a VIDEO_EXTENSIONS extension (in any case), a folder is
-    searched recursively for such files."""
+    """The files of inputs, sorted: a file as it is, whatever its extension (check_videos says when it is not a
+    video), a folder's videos (files with a VIDEO_EXTENSIONS extension, in any case), searched recursively.
+    DataError for a path that does not exist or a folder without videos: mistakes in the command, said before
+    anything else."""
     videos = set()
     for path in inputs:
         if os.path.isfile(path):
-            if not path.lower().endswith(VIDEO_EXTENSIONS):
-                raise DataError(f'{path}: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})')
             videos.add(path)
         elif os.path.isdir(path):
             found = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                     if name.lower().endswith(VIDEO_EXTENSIONS)]
+                     if is_video_name(name)]
             if not found:
                 raise DataError(f'{path}: no videos in it (searched for {" ".join(VIDEO_EXTENSIONS)})')
             videos.update(found)
         else:
             raise DataError(f'{path}: no such file or folder')
     return sorted(videos)
+
+
+def is_video_name(path):
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def find_inputs(inputs):
+    """The inputs of detect.py and calibrate.py, which score videos and feature files: ([(path, is a feature
+    file)] in the order given, each folder replaced by its videos (sorted), each file once however it is
+    written; {path: what is wrong} for each file that is neither a video nor a feature file)."""
+    found, problems, seen = [], {}, set()
+    for path in inputs:
+        if os.path.isfile(path) and path.endswith('.npy'):
+            files = [(path, True)]
+        elif os.path.isfile(path) and not is_video_name(path):
+            problems[path] = f'{path}: neither a video ({" ".join(VIDEO_EXTENSIONS)}) nor a *_i3d.npy feature file'
+            continue
+        else:  # a video or a folder of videos (find_videos says what is wrong with a missing or empty one)
+            files = [(video, False) for video in find_videos([path])]
+        for file, is_features in files:
+            if os.path.realpath(file) not in seen:
+                seen.add(os.path.realpath(file))
+                found.append((file, is_features))
+    return found, problems
 
 
 def feature_path(out_dir, video_path):
@@ -74,19 +100,47 @@ def open_video(video_path):
     return container, container.streams.video[0]
 
 
-def check_videos(videos):
-    """Every one of videos opens and has a video stream: the cheap check, before any work, of the files a run
-    will decode (one can still fail while decoding). The DataError names the first that does not, its reason,
-    and how many more do not (naming three)."""
-    bad = []
+def check_videos(videos, warn):
+    """{video: what makes it unusable} for those of videos that are not videos (by their extension), that FFmpeg
+    cannot open, that have no video stream, or that have fewer frames than one snippet: the cheap check, before any
+    work, of every file a run will decode, so that one report names every bad one. A video is too short when the
+    container states fewer than 16 frames or states none (MPEG-TS, often MKV) and fewer than 16 decode: at most
+    16 frames are decoded. A video can still fail later, while decoding. warn(message) is called for each usable
+    video whose picture is smaller than the network's crop (small_picture_warning)."""
+    problems = {}
     for video in videos:
+        if not is_video_name(video):
+            problems[video] = f'{video}: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})'
+            continue
         try:
-            open_video(video)[0].close()
+            container, stream = open_video(video)
         except DataError as e:
-            bad.append((video, e))
-    if bad:
-        others = [video for video, _ in bad[1:4]] + (['...'] if len(bad) > 4 else [])
-        raise DataError(f'{bad[0][1]}' + (f'; {len(bad) - 1} more fail too: {", ".join(others)}' if others else ''))
+            problems[video] = str(e)
+            continue
+        with container:
+            if stream.frames < FRAMES_PER_SNIPPET:  # none stated, or too few: count them
+                try:
+                    n_frames = sum(1 for _, _ in zip(range(FRAMES_PER_SNIPPET), container.decode(stream)))
+                except av.FFmpegError as e:
+                    problems[video] = str(undecodable(video, e))
+                    continue
+                if n_frames < FRAMES_PER_SNIPPET:
+                    problems[video] = str(too_short(video, n_frames))
+                    continue
+            warning = small_picture_warning(video, stream.codec_context.width, stream.codec_context.height)
+        if warning:
+            warn(warning)
+    return problems
+
+
+def small_picture_warning(source, width, height):
+    """The warning for a picture narrower or lower than the network's 224-pixel crop, or None: every frame is
+    resized to 340 x 256, which enlarges such a picture into a blur the network never saw in training (320 x 240,
+    enlarged less than 1.1x, is not warned about)."""
+    if 0 < min(width, height) < CROP:
+        return (f'{source}: {width} x {height} pixels, smaller than the network\'s {CROP} x {CROP} crop: its frames '
+                f'are enlarged to {WIDTH} x {HEIGHT}, and the scores of so few pixels may mean little')
+    return None
 
 
 def decoded_frames(video_path):
@@ -112,6 +166,11 @@ def probe_video(video_path):
 
 def too_short(video_path, n_frames):
     return DataError(f'{video_path}: {n_frames} frames, fewer than the {FRAMES_PER_SNIPPET} of one snippet')
+
+
+def frame_scores(snippet_scores, frames):
+    """Every snippet's score on its 16 frames; the frames after the last full snippet carry its score."""
+    return snippet_scores[np.minimum(np.arange(frames) // FRAMES_PER_SNIPPET, len(snippet_scores) - 1)]
 
 
 # ---------------------------------------------------------------------------------------------- features

@@ -12,8 +12,9 @@ import torch
 from conftest import assert_png, run_script
 from dataset import DataError
 from results import Events, find_events
-from detect import build_parser, frame_scores, main
+from detect import build_parser, main
 from model import VideoClassifier, save_checkpoint
+from video import VIDEO_EXTENSIONS, frame_scores
 from video_out import BACKGROUND, DIM, GREEN, LINE, RED, timeline, write_scored_video
 
 FPS = 25  # the generated videos' rate: not the default 30, so that a wrong time axis shows
@@ -279,6 +280,11 @@ WEIGHTS = 'WEIGHTS'  # the random I3D weights of the fixture
 CASES = {  # id: (arguments, words the message must hold)
     'missing input': (['ghost.mp4', *M16], ['ghost.mp4', 'no such file or folder']),
     'unknown extension': (['notes.txt', *M16], ['notes.txt', 'neither a video', '.mp4', '*_i3d.npy']),
+    '--out-dir a file': (['clip_i3d.npy', *M16, '--out-dir', 'notes.txt'], ['--out-dir notes.txt', 'is a file']),
+    '--out-dir that cannot be made': (['clip_i3d.npy', *M16, '--out-dir', '/proc/nope'],
+                                      ['--out-dir /proc/nope: cannot be created in /proc']),
+    '--features-dir a file': (['clip.mp4', *M, '--weights', WEIGHTS, '--features-dir', 'notes.txt'],
+                              ['--features-dir notes.txt', 'is a file']),
     'folder without videos': (['empty', *M16], ['empty: no videos in it', '.mp4']),
     'features without the crop axis': (['flat_i3d.npy', *M16], ['flat_i3d.npy', '[40, 16]', 'crops']),
     'features of another size': (['narrow_i3d.npy', *M16], ['narrow_i3d.npy', '[40, 2, 8]', '16]']),
@@ -295,8 +301,8 @@ CASES = {  # id: (arguments, words the message must hold)
                                        ['--weights ghost.pth: no such file']),
     'too short video': (['short.mp4', *M, '--weights', WEIGHTS], ['short.mp4', '10 frames', 'fewer than the 16']),
     'undecodable video': (['broken.mp4', *M, '--weights', WEIGHTS], ['broken.mp4', 'cannot be decoded']),
-    'undecodable video among others, no --weights': (['mixed', *M], [
-        'mixed/b.mp4: cannot be decoded (Invalid data found when processing input)']),
+    'a video to extract among bad ones, no --weights': (['mixed', *M], [
+        'mixed/a.mp4 has no features in features/videos yet', '--weights']),
     '--half without CUDA': (['clip_i3d.npy', *M16, '--half'], ['--half', 'CUDA']),
     'features of another video': (['clip.mp4', *M, '--features-dir', 'stale'],
                                   ['stale/clip_i3d.npy', '5 snippets', '40 frames', 'make 2']),
@@ -395,7 +401,36 @@ def test_inputs_in_order_folders_expanded_and_repeats_dropped(tmp_path, monkeypa
     from detect import list_inputs
     monkeypatch.chdir(tmp_path)
     os.makedirs('videos/sub')
-    for name in ('videos/b.mp4', 'videos/sub/a.MKV', 'videos/notes.txt', 'x_i3d.npy'):
+    for name in ('videos/b.mp4', 'videos/sub/a.MKV', 'videos/notes.txt', 'x_i3d.npy', 'list.txt'):
         open(name, 'w').close()
-    assert list_inputs(['x_i3d.npy', 'videos', './videos/b.mp4', 'x_i3d.npy']) == [
-        ('x_i3d.npy', True), ('videos/b.mp4', False), ('videos/sub/a.MKV', False)]
+    assert list_inputs(['x_i3d.npy', 'videos', './videos/b.mp4', 'list.txt', 'x_i3d.npy']) == (
+        [('x_i3d.npy', True), ('videos/b.mp4', False), ('videos/sub/a.MKV', False)],
+        {'list.txt': f'list.txt: neither a video ({" ".join(VIDEO_EXTENSIONS)}) nor a *_i3d.npy feature file'})
+
+
+def test_bad_inputs_are_named_up_front_and_the_others_scored(tmp_path):
+    """Several inputs, four bad in four ways: one line each before any work (the 1 x 1 video's warning first),
+    the good feature file and the good video (its features found) scored, a last line, exit status 1."""
+    save_model(tmp_path / 'model.pth', feature_size=2048)
+    np.save(tmp_path / 'good_i3d.npy', np.ones((4, 1, 2048), np.float32))
+    np.save(tmp_path / 'narrow_i3d.npy', np.ones((4, 1, 8), np.float32))
+    encode_video(tmp_path / 'dot.mp4', 20, width=1, height=1)
+    os.makedirs(tmp_path / 'features' / 'videos')
+    np.save(tmp_path / 'features' / 'videos' / 'dot_i3d.npy', np.ones((1, 1, 2048), np.float32))
+    encode_video(tmp_path / 'tiny.mp4', 10)
+    (tmp_path / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' + bytes(100))
+    (tmp_path / 'notes.txt').write_text('not a video')
+    result = run_script('detect.py', 'good_i3d.npy', 'tiny.mp4', 'notes.txt', 'dot.mp4', 'broken.mp4',
+                        'narrow_i3d.npy', '--ckpt', 'model.pth', '--test-split-size', 1, cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "detect.py: warning: dot.mp4: 1 x 1 pixels, smaller than the network's 224 x 224 crop: its frames are "
+        'enlarged to 340 x 256, and the scores of so few pixels may mean little',
+        f'detect.py: error: notes.txt: neither a video ({" ".join(VIDEO_EXTENSIONS)}) nor a *_i3d.npy feature file',
+        'detect.py: error: tiny.mp4: 10 frames, fewer than the 16 of one snippet',
+        'detect.py: error: broken.mp4: cannot be decoded (Invalid data found when processing input)',
+        'detect.py: error: narrow_i3d.npy: expected float32 features [T>0, crops, 2048] (pooled: [crops, T, 2048]) '
+        '(float16 and float64 are converted), found float32 [4, 1, 8]',
+        'detect.py: error: 4 of 6 inputs failed (above); the others are done']
+    assert sorted(os.listdir(tmp_path / 'results' / 'videos')) == [
+        f'{name}.{ext}' for name in ('dot', 'good') for ext in ('csv', 'json', 'png')] + ['index.html']

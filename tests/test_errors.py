@@ -109,6 +109,10 @@ CASES = {  # id: (breakage, script, flags, words the message must hold)
     'checkpoint of another setting': (None, 'test.py', [*F, '--ckpt', CKPT, '--da', 128, '--r', 7],
                                       [CKPT, 'da=64, r=3', 'da=128, r=7']),
     'missing checkpoint': (None, 'test.py', [*F, '--seed', 42], ['ckpt/SelfAttention-da64-r3-T32-seed42.pth', 'not found']),
+    "missing authors' checkpoint": (None, 'test.py', [*F, '--seed', 9111, '--da', 128, '--r', 7], [
+        "ckpt/SelfAttention-da128-r7-T32-seed9111.pth: checkpoint not found: it is one of the authors' released "
+        'checkpoints, in save_weight/ of https://github.com/sakurada-cnq/salient_feature_anomaly: copy it to '
+        'ckpt/SelfAttention-da128-r7-T32-seed9111.pth']),
     'zero split size': (None, 'test.py', [*F, '--test-split-size', 0], ['--test-split-size', '0']),
     'negative batch size': (None, 'train.py', [*F, '--batch-size', -4], ['--batch-size', '-4']),
     'zero log-every': (None, 'train.py', [*F, '--log-every', 0], ['--log-every', '0']),
@@ -182,3 +186,16 @@ def test_help_shows_every_flags_text_and_default():
             for flag, default in [('--da DA', 64), ('--r R', 3), ('--T T', 32), ('--seed SEED', 1111),
                                   ('--test-split-size TEST_SPLIT_SIZE', 32), ('--ckpt-dir CKPT_DIR', 'ckpt')]:
                 assert entries[flag].endswith(f'(default: {default})'), (script, flag, entries[flag])
+
+
+@pytest.mark.parametrize('name, hint', [('SelfAttention-da64-r3-T32-seed9111.pth', True),
+                                        ('SelfAttention-da128-r7-T32-seed9111.pth', True),
+                                        ('SelfAttention-da64-r3-T32-seed1111.pth', False), ('mine.pth', False)])
+def test_a_missing_checkpoint_of_the_authors_says_where_it_comes_from(tmp_path, name, hint):
+    from model import load_checkpoint
+    path = str(tmp_path / name)
+    with pytest.raises(DataError) as error:
+        load_checkpoint(path)
+    assert str(error.value) == f'{path}: checkpoint not found' + (
+        f": it is one of the authors' released checkpoints, in save_weight/ of "
+        f'https://github.com/sakurada-cnq/salient_feature_anomaly: copy it to {path}' if hint else '')

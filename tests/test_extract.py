@@ -435,8 +435,10 @@ def test_find_videos(tmp_path):
         (tmp_path / name).write_bytes(b'')
     found = find_videos([str(tmp_path / 'b'), str(tmp_path / 'a.webm')])
     assert found == sorted(str(tmp_path / n) for n in ('a.webm', 'b/c/y.avi', 'b/x.MP4'))
-    with pytest.raises(DataError, match=r'notes.txt: not a video, by its extension \(.mp4 .avi .mkv '):
-        find_videos([str(tmp_path / 'a.webm'), str(tmp_path / 'b' / 'notes.txt')])
+    # a file given is taken as it is (check_videos says it is not a video), a missing one ends the run
+    assert find_videos([str(tmp_path / 'b' / 'notes.txt')]) == [str(tmp_path / 'b' / 'notes.txt')]
+    with pytest.raises(DataError, match=r'ghost.mp4: no such file or folder'):
+        find_videos([str(tmp_path / 'a.webm'), str(tmp_path / 'ghost.mp4')])
     assert feature_path('out', 'videos/Abuse028_x264.mp4') == os.path.join('out', 'Abuse028_x264_i3d.npy')
 
 
@@ -448,33 +450,93 @@ def damaged_video(path):
     return str(path)
 
 
-def test_a_bad_video_among_good_ones(tmp_path, weights):
-    """A video that fails while decoding and a too-short one: one line each, the good video still written, exit
-    status 1."""
-    folder = tmp_path / 'videos'
-    folder.mkdir()
-    write_video(folder / 'good.mp4', 16)
-    write_video(folder / 'short.mp4', 10)
-    damaged_video(folder / 'damaged.mp4')
-    result = run_script('extract_features.py', 'videos', '--weights', weights[1], '--crops', 1, cwd=tmp_path,
-                        check=False)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        'extract_features.py: error: videos/damaged.mp4: cannot be decoded (Invalid data found when processing input)',
-        'extract_features.py: error: videos/short.mp4: 10 frames, fewer than the 16 of one snippet']
-    assert os.listdir(tmp_path / 'features' / 'videos') == ['good_i3d.npy']
-    assert '1 extracted, 0 skipped, 2 failed' in result.stdout
+def sound_only(path):
+    """A Matroska file with a sound track and no picture."""
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream('pcm_s16le', rate=8000, layout='mono')
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), 's16', 'mono')
+        sound.sample_rate = 8000
+        container.mux(stream.encode(sound))
 
 
 BROKEN = b'\x00\x00\x00\x18ftypmp42' + bytes(100)  # an MP4 header and nothing more
+
+
+def test_every_bad_video_is_named_up_front_and_the_others_extracted(tmp_path, monkeypatch, capsys, weights):
+    """Six inputs: one good; four that cannot be extracted, each named before any work (not a video, FFmpeg cannot
+    open it, no video stream, too short); one that fails while decoding (its small picture warned about first).
+    The good one is written, a last line names the five, exit status 1. A shard names only its own."""
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    write_video(folder / 'good.mp4', 16)
+    write_video(folder / 'tiny.mp4', 10)
+    damaged_video(folder / 'damaged.mp4')
+    (folder / 'broken.mp4').write_bytes(BROKEN)
+    sound_only(folder / 'sound.mkv')
+    (tmp_path / 'notes.txt').write_text('not a video')
+    arguments = ['videos', 'notes.txt', '--weights', weights[1], '--crops', 1]
+    result = run_script('extract_features.py', *arguments, cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    lines = [
+        "extract_features.py: warning: videos/damaged.mp4: 64 x 48 pixels, smaller than the network's 224 x 224 "
+        'crop: its frames are enlarged to 340 x 256, and the scores of so few pixels may mean little',
+        f'extract_features.py: error: notes.txt: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})',
+        'extract_features.py: error: videos/broken.mp4: cannot be decoded (Invalid data found when processing input)',
+        'extract_features.py: error: videos/sound.mkv: no video stream in it',
+        'extract_features.py: error: videos/tiny.mp4: 10 frames, fewer than the 16 of one snippet',
+        'extract_features.py: error: videos/damaged.mp4: cannot be decoded (Invalid data found when processing input)',
+    ]
+    assert result.stderr.strip().splitlines() == lines + [
+        'extract_features.py: error: 5 of 6 videos failed (above): notes.txt, videos/broken.mp4, videos/damaged.mp4, '
+        'videos/sound.mkv, videos/tiny.mp4; the others are extracted']
+    assert os.listdir(tmp_path / 'features' / 'videos') == ['good_i3d.npy']
+    assert '6 videos: 0 done before, 2 to extract, 4 that cannot be (above)' in result.stdout
+    assert '1 extracted, 0 skipped, 5 failed' in result.stdout
+    # a shard of the sorted list: notes.txt, videos/broken.mp4, videos/damaged.mp4, videos/good.mp4, ...
+    from extract_features import build_parser, main
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(DataError) as error:  # shard 0/2: notes.txt, videos/damaged.mp4, videos/sound.mkv
+        main(build_parser().parse_args([*map(str, arguments), '--out-dir', 'shard', '--shard', '0/2']))
+    assert str(error.value) == '3 of 3 videos failed (above): notes.txt, videos/damaged.mp4, videos/sound.mkv'
+    assert capsys.readouterr().err.splitlines() == lines[:2] + [lines[3], lines[5]]
+    assert not os.path.exists(tmp_path / 'shard')
+
+
+def test_a_video_that_states_no_frame_count_is_counted_up_front(tmp_path):
+    """MPEG-TS states no frame count: the first frames are decoded to tell a too short one."""
+    from video import check_videos
+    for name, n_frames in (('short.ts', 15), ('long.ts', 16)):
+        with av.open(str(tmp_path / name), 'w', format='mpegts') as container:
+            stream = container.add_stream('mpeg2video', rate=FPS)
+            stream.width, stream.height = 224, 224
+            for _ in range(n_frames):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((224, 224, 3), np.uint8), 'rgb24')))
+            container.mux(stream.encode())
+        with av.open(str(tmp_path / name)) as container:
+            assert container.streams.video[0].frames == 0  # none stated
+    short, long = str(tmp_path / 'short.ts'), str(tmp_path / 'long.ts')
+    warnings = []
+    assert check_videos([short, long], warnings.append) == {
+        short: f'{short}: 15 frames, fewer than the 16 of one snippet'}
+    assert warnings == []  # 224 x 224: not smaller than the crop
+
+
+@pytest.mark.parametrize('width, height, warned', [(1, 1, True), (2, 2, True), (223, 480, True), (640, 223, True),
+                                                   (224, 224, False), (320, 240, False), (0, 0, False)])
+def test_small_picture_warning(width, height, warned):
+    from video import small_picture_warning
+    warning = small_picture_warning('cam', width, height)
+    assert (warning == f"cam: {width} x {height} pixels, smaller than the network's 224 x 224 crop: its frames are "
+                       'enlarged to 340 x 256, and the scores of so few pixels may mean little') if warned else (
+        warning is None)
+
+
 UP_FRONT = {  # id: (arguments, the message): each stops the run before the weights (an HTML page) are read
-    'a file not a video': (['videos', 'notes.txt', '--weights', 'html.pth'],
-                           f'notes.txt: not a video, by its extension ({" ".join(VIDEO_EXTENSIONS)})'),
-    'videos FFmpeg cannot open': (['videos', 'broken', '--weights', 'html.pth'],
-                                  'broken/b.mp4: cannot be decoded (Invalid data found when processing input); '
-                                  '4 more fail too: broken/c.mp4, broken/d.mkv, broken/e.mp4, ...'),
-    'a file without a video stream': (['videos', 'sound.mkv', '--weights', 'html.pth'],
-                                      'sound.mkv: no video stream in it'),
+    '--out-dir a file': (['videos', '--weights', 'html.pth', '--out-dir', 'notes.txt'],
+                         '--out-dir notes.txt: HERE/notes.txt is a file, not a folder'),
+    '--out-dir that cannot be made': (['videos', '--weights', 'html.pth', '--out-dir', '/proc/nope'],
+                                      '--out-dir /proc/nope: cannot be created in /proc (No such file or directory)'),
     'missing weights, all done': (['videos', '--weights', 'absent.pth', '--out-dir', 'done'],
                                   f'--weights absent.pth: no such file; {WHERE_FROM}'),
     'empty weights, all done': (['videos', '--weights', 'empty.pth', '--out-dir', 'done'],
@@ -488,14 +550,6 @@ def test_checked_before_any_work(tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'videos').mkdir()
     write_video(tmp_path / 'videos' / 'a.mp4', 16, width=64, height=48)
-    (tmp_path / 'broken').mkdir()
-    for name in ('b.mp4', 'c.mp4', 'd.mkv', 'e.mp4', 'f.mp4'):
-        (tmp_path / 'broken' / name).write_bytes(BROKEN)
-    with av.open('sound.mkv', 'w') as container:  # a sound track and no picture
-        stream = container.add_stream('pcm_s16le', rate=8000, layout='mono')
-        sound = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), 's16', 'mono')
-        sound.sample_rate = 8000
-        container.mux(stream.encode(sound))
     (tmp_path / 'notes.txt').write_text('not a video')
     (tmp_path / 'html.pth').write_text('<html>Not Found</html>')
     (tmp_path / 'empty.pth').write_bytes(b'')
@@ -504,7 +558,7 @@ def test_checked_before_any_work(tmp_path, monkeypatch, case):
     arguments, message = UP_FRONT[case]
     with pytest.raises(DataError) as error:
         main(build_parser().parse_args([*arguments, '--device', 'cpu']))
-    assert str(error.value) == message
+    assert str(error.value) == message.replace('HERE', os.getcwd())
     assert not os.path.exists('features')
 
 
