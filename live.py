@@ -21,8 +21,9 @@ Standard output: JSON Lines, one object per line, flushed at once (the log goes 
     {"type": "gap", "start_frame", "end_frame", "reason"}
     {"type": "end", "frames", "snippets", "dropped_frames", "realtime_factor", "reason"}
 Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. latency:
-seconds from the decoding of the newest snippet's last frame to the line. realtime_factor: the stream's
-duration over the time spent decoding, extracting and scoring it (above 1 keeps up).
+seconds from the decoding of the newest snippet's last frame to the line. realtime_factor: how many times real
+time the slower of the two threads goes (the reader's video over its busy time, the network's snippets over its
+busy time); above 1, nothing needs dropping for want of speed.
 
 Written to --out-dir as the stream goes (named after --name: the file's stem, else 'stream'):
     <name>.csv        frame,time,score, appended and flushed as scores come (a dropped frame: an empty score)
@@ -34,7 +35,8 @@ Written to --out-dir as the stream goes (named after --name: the file's stem, el
     index.html        the review page of every result in the folder (page.py), after each event and at the end
 SIGINT or SIGTERM stops reading, scores what is complete, ends the open event and writes everything; a second
 one drops the snippets still waiting for the network. Exit status: 0, or 1 when the source broke (a URL or a
-device that ended or failed, after --reconnect tries), with one line saying why.
+device that ended or failed, after --reconnect tries), with one line saying why. A source that ends or fails
+before its first snippet writes nothing (a video shorter than a snippet is refused, as detect.py refuses it).
 """
 import argparse
 import json
@@ -49,14 +51,15 @@ import time
 import numpy as np
 import torch
 
-from cli import check_positive, run
+from cli import check_out_dir, check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from page import write_page
 from results import CSV_HEADER, Events, csv_rows, event_record
-from stream import BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, frame_rate, open_source, reopenable
-from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device
+from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
+                    reopenable)
+from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, too_short
 from windows import Windows
 
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
@@ -159,7 +162,7 @@ class Outputs:
                 _, frame, score = change
                 time_ = round(frame / self.fps, 4)
                 self.line({'type': 'event_start', 'frame': frame, 'time': time_, 'score': score})
-                print(f'event at {time_:.1f} s (score {score:.2f})', file=sys.stderr)
+                print(f'live.py: event at {time_:.1f} s (score {score:.2f})', file=sys.stderr)
                 if self.recorder is not None:
                     self.clip = self.recorder.start(frame, frame / self.fps)
             else:
@@ -174,7 +177,7 @@ class Outputs:
                 record = {**event_record(start, end, peak, self.fps), 'clip': clip}
                 self.report['events'].append(record)
                 self.line({'type': 'event_end', **record})
-                print(f'event {start / self.fps:.1f} s - {end / self.fps:.1f} s, peak {peak:.2f}'
+                print(f'live.py: event {start / self.fps:.1f} s - {end / self.fps:.1f} s, peak {peak:.2f}'
                       f'{f", clip {clip}" if clip else ""}', file=sys.stderr)
         return bool(changes)
 
@@ -199,11 +202,15 @@ class Outputs:
 
 # ---------------------------------------------------------------------------------------------- the run
 class Scorer:
-    """The main thread's work: the network on the snippets as they come, the windows' scores, the outputs."""
+    """The main thread's work: the network on the snippets as they come, the windows' scores, the outputs.
 
-    def __init__(self, extract, windows, outputs, features, device, max_lag):
-        self.extract, self.windows, self.outputs, self.features = extract, windows, outputs, features
-        self.device, self.max_lag, self.fps = device, max_lag, outputs.fps
+    The outputs and the feature file are made by open_outputs() -> (Outputs, FeatureFile) at the first snippet
+    or gap: a source that ends or fails before its first snippet leaves nothing written."""
+
+    def __init__(self, extract, windows, open_outputs, fps, device, max_lag):
+        self.extract, self.windows, self.open_outputs = extract, windows, open_outputs
+        self.outputs = self.features = None
+        self.device, self.max_lag, self.fps = device, max_lag, fps
         self.snippets, self.newest, self.work = 0, None, 0.0  # snippets scored, the latest, seconds of work
         self.network_seconds = 0.0  # the latest batch's
 
@@ -213,9 +220,11 @@ class Scorer:
         while True:
             items = reader.get(batch, timeout=1.0)
             if not items and stopping.is_set():
-                return End(self.outputs.written, 'stopped', False)
+                return End(self.outputs.written if self.outputs else 0, 'stopped', False)
             if items and isinstance(items[0], End):
                 return items[0]
+            if items and self.outputs is None:
+                self.outputs, self.features = self.open_outputs()
             if items and isinstance(items[0], Gap):
                 self.gap(items[0])
                 if self.outputs.recorder is not reader.recorder:  # a reconnection: the new stream's recorder
@@ -223,13 +232,20 @@ class Scorer:
             elif items:
                 self.score(items)
                 reader.network_seconds = self.network_seconds
-            if time.monotonic() - status_at > STATUS_EVERY:
+            if time.monotonic() - status_at > STATUS_EVERY and self.outputs is not None:
                 status_at = time.monotonic()
-                report = self.outputs.report
-                print(f'live.py: {self.outputs.written / self.fps:.0f} s scored, {self.snippets} snippets, '
-                      f'{report["dropped_frames"] / self.fps:.0f} s dropped, {len(report["events"])} events'
-                      f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
-                      file=sys.stderr)
+                self.status(reader)
+
+    def status(self, reader):
+        """The log's status line: the frames written so far are those scored and those dropped (or lost)."""
+        report = self.outputs.report
+        dropped = report['dropped_frames']
+        scored = self.outputs.written - dropped
+        print(f'live.py: {self.outputs.written / self.fps:.0f} s written: {scored / self.fps:.0f} s scored '
+              f'({scored // FRAMES_PER_SNIPPET} snippets), {dropped / self.fps:.0f} s dropped; '
+              f'{len(report["events"])} events'
+              f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
+              file=sys.stderr)
 
     def score(self, snippets):
         """Extract a batch of snippets, and score each window they complete."""
@@ -259,16 +275,33 @@ class Scorer:
                   f'{gap.start_frame} - {gap.end_frame}): the network is more than {self.max_lag:g} s behind real '
                   f'time', file=sys.stderr)
 
-    def finish(self, end, decoding_seconds):
-        """Score what waits, write the features, the CSV's last rows, the JSON and the end line."""
+    def realtime_factor(self, reader):
+        """How many times real time the run goes: the slower of its two threads, which run side by side (the
+        reader: the video it decoded over its busy time; the network: the snippets it scored over its busy
+        time). Above 1: nothing needs dropping for want of speed. None before any work."""
+        speeds = [seconds / busy for seconds, busy in
+                  ((reader.decoded / self.fps, reader.busy_seconds),
+                   (self.snippets * FRAMES_PER_SNIPPET / self.fps, self.work)) if busy > 0]
+        return round(min(speeds), 3) if speeds else None
+
+    def finish(self, end, reader):
+        """Score what waits, write the features, the CSV's last rows, the JSON and the end line. A run that wrote
+        nothing (no snippet came) raises DataError when the source failed or was shorter than a snippet."""
+        if self.outputs is None:
+            if end.failed:
+                raise DataError(f'{end.reason}; nothing written')
+            if end.reason != 'stopped':
+                raise DataError(f'{too_short(reader.source, end.frames)}; nothing written')
+            print('live.py: stopped before the first snippet; nothing written', file=sys.stderr)
+            return
         self.flush()
         outputs = self.outputs
         outputs.report['features'] = self.features.close()
         outputs.finish(max(end.frames, outputs.written), self.snippets)
-        duration, busy = outputs.written / self.fps, decoding_seconds + self.work
+        duration = outputs.written / self.fps
         outputs.line({'type': 'end', 'frames': outputs.written, 'snippets': self.snippets,
                       'dropped_frames': outputs.report['dropped_frames'],
-                      'realtime_factor': round(duration / busy, 3) if busy else None, 'reason': end.reason})
+                      'realtime_factor': self.realtime_factor(reader), 'reason': end.reason})
         written = [outputs.stem + '.csv', outputs.stem + '.json', outputs.report['features']]
         print(f'live.py: {end.reason}: {outputs.written} frames ({duration:.1f} s), {self.snippets} snippets, '
               f'{len(outputs.report["events"])} events; written {", ".join(filter(None, written))}', file=sys.stderr)
@@ -292,6 +325,8 @@ def check_flags(args):
         raise DataError(f'--reconnect must be 0 or more, got {args.reconnect}')
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
+    check_input_format(args.format)
+    check_out_dir(args.out_dir, '--out-dir')
 
 
 def output_name(args):
@@ -311,7 +346,30 @@ def main(args):
     if feature_size != I3D_FEATURE_SIZE:
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score video')
-    container, stream = open_source(args.source, args.format)  # before the weights: a wrong source is said at once
+    stopping, readers = threading.Event(), []  # readers: the run's reader, once there is one
+
+    def on_signal(signum, _):
+        for reader in readers:
+            if stopping.is_set():
+                reader.drop_waiting('stopped')  # the second signal: stop at once
+            reader.stop()
+        stopping.set()
+        print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
+
+    handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        score_source(args, device, name, model, stopping, readers)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def score_source(args, device, name, model, stopping, readers):
+    """Open the source (with --reconnect, a URL or a device that does not answer yet is tried again), read it
+    in a thread of its own (appended to readers) and score it until it ends or stopping is set."""
+    retries = args.reconnect if reopenable(args.source, args.format) else 0
+    container, stream = open_retrying(args.source, args.format, retries, stopping,  # before the weights: a
+                                      lambda line: print(f'live.py: {line}', file=sys.stderr))  # wrong source at once
     extract = Extractor(load_i3d(args.weights, device), args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
@@ -331,28 +389,21 @@ def main(args):
           f'({args.hop * FRAMES_PER_SNIPPET / fps:.2f} s); {"live" if live else "finite"}'
           f'{f", dropping past {max_lag:g} s behind" if max_lag else ""}', file=sys.stderr)
 
-    outputs = Outputs(args, name, fps, args.crops, recorder)
+    def open_outputs():
+        outputs = Outputs(args, name, fps, args.crops, reader.recorder)
+        return outputs, FeatureFile(outputs.feature_file, args.crops, I3D_FEATURE_SIZE)
+
     reader = SnippetReader(args.source, args.format, container, stream, fps, live, args.realtime, max_lag,
                            args.reconnect, recorder, batch)
-    scorer = Scorer(extract, Windows(model, args.test_split_size, args.hop), outputs,
-                    FeatureFile(outputs.feature_file, args.crops, I3D_FEATURE_SIZE), device, max_lag)
-    stopping = threading.Event()
-
-    def on_signal(signum, _):
-        if stopping.is_set():
-            reader.drop_waiting('stopped')  # the second signal: stop at once
-        stopping.set()
+    readers.append(reader)
+    if stopping.is_set():  # a signal while the source was opened
         reader.stop()
-        print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
-
-    handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    scorer = Scorer(extract, Windows(model, args.test_split_size, args.hop), open_outputs, fps, device, max_lag)
     end = End(0, 'failed', True)  # until the loop ends: what an error leaves is written all the same
     try:
         end = scorer.run(reader, batch, stopping)
     finally:
-        scorer.finish(end, reader.busy_seconds)
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
+        scorer.finish(end, reader)
     if end.failed:
         raise DataError(f'{end.reason}; everything scored is written')
 
@@ -384,7 +435,8 @@ def build_parser():
                              f'(default: {LIVE_MAX_LAG:g} for a URL, a device or --realtime; never for a file or '
                              'a pipe)')
     parser.add_argument('--reconnect', type=int, default=0,
-                        help='tries to reopen a URL or a device that ends or breaks, backing off 1, 2, 4 ... 30 s '
+                        help='tries to reopen a URL or a device that ends or breaks, or to open one that does not '
+                             'answer at the start, backing off 1, 2, 4 ... 30 s '
                              '(default: %(default)s)')
     parser.add_argument('--clips', action='store_true', help='save each event as <out-dir>/clips/<name>-<time>s.mp4')
     parser.add_argument('--pre-roll', type=float, default=5.0,

@@ -10,7 +10,7 @@ reconnection) and, last, End. Two queue policies:
   for the network exceed max_lag seconds of video, less the network's time for its latest batch (so that a
   snippet's latency stays within max_lag and one batch), the oldest are dropped, a Gap in their place.
 A URL or a device that ends or breaks is reopened up to reconnect times (backing off 1, 2, 4 ... 30 s, counting
-again from the first try once frames flow); the frames lost meanwhile, by the wall clock, become a Gap that
+again from the first try once frames flow; open_retrying retries the first opening the same way); the frames lost meanwhile, by the wall clock, become a Gap that
 ends on a snippet boundary, so that the frame count goes on. Packets FFmpeg cannot decode cost their frames only.
 """
 import math
@@ -55,6 +55,36 @@ def reopenable(source, input_format=None):
         or input_format in DEVICE_FORMATS
 
 
+def backoff_seconds(failures):
+    """The wait before the next try to open a source that failed `failures` times in a row: 1, 2, 4 ... 30 s."""
+    return min(30, 2 ** failures)
+
+
+def check_input_format(input_format):
+    """DataError unless FFmpeg knows input_format (None: probed) as an input format."""
+    if input_format is None:
+        return
+    try:
+        av.ContainerFormat(input_format, 'r')
+    except ValueError:
+        raise DataError(f'--format {input_format}: not an input format this FFmpeg knows (e.g. mpegts, v4l2, '
+                        f'rtsp; `ffmpeg -demuxers` lists them)')
+
+
+def open_retrying(source, input_format, retries, stopping, log):
+    """open_source, tried again up to `retries` times after a failure (a camera still booting), backing off as a
+    reconnection does, until stopping (a threading.Event) is set; log(line) hears of each failure. The last
+    failure's DataError when every try failed."""
+    for failures in range(retries + 1):
+        try:
+            return open_source(source, input_format)
+        except DataError as e:
+            if failures == retries or stopping.is_set():
+                raise DataError(f'{e}' + (f'; {retries} more tries failed' if retries else '')) from None
+            log(f'{e}; trying again in {backoff_seconds(failures)} s ({failures + 1} of {retries})')
+            stopping.wait(backoff_seconds(failures))
+
+
 def open_source(source, input_format=None):
     """(container, its first video stream) of a file, '-' (standard input), a URL or a device; DataError naming
     the source and FFmpeg's reason when it does not open or holds no video."""
@@ -66,6 +96,8 @@ def open_source(source, input_format=None):
         raise DataError(f'{source}: cannot be opened ({getattr(e, "strerror", None) or e})')
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         raise DataError(f'{source}: cannot be opened ({e.strerror})')
+    except ValueError as e:  # an unknown --format (check_input_format says it before any work)
+        raise DataError(f'--format {input_format}: {e}')
     if not container.streams.video:
         container.close()
         raise DataError(f'{source}: no video stream in it')
@@ -87,7 +119,7 @@ class SnippetReader:
     max_lag seconds); realtime: pace the frames at fps, as a camera delivers them; recorder: a
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
     recorder.renewed(new stream)); batch: snippets the network takes at a time. busy_seconds: the time spent
-    decoding and resizing so far; behind: how far the decoding lags the stream's own clock (for a live
+    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the stream's own clock (for a live
     source: video that waits before the decoder, which max_lag cannot drop).
     """
 
@@ -102,7 +134,7 @@ class SnippetReader:
         self.waiting = 0  # snippets in items
         self.condition = threading.Condition()
         self.stopping = threading.Event()
-        self.busy_seconds = 0.0
+        self.busy_seconds, self.decoded = 0.0, 0
         self.behind = 0.0  # seconds the decoding lags the stream's clock (a live source's frames pile up before it)
         self.thread = threading.Thread(target=self.run, args=(container, stream), daemon=True)
         self.thread.start()
@@ -176,6 +208,7 @@ class SnippetReader:
         try:
             while end is None:
                 frames, broke = self.read(container, stream, frames)
+                self.container_format = container.format.name
                 container.close()
                 if self.stopping.is_set():
                     end = End(frames, 'stopped', False)
@@ -184,8 +217,11 @@ class SnippetReader:
                 else:
                     lost_from, since = frames, time.monotonic()
                     container = None
+                    if broke and not reopenable(self.source, self.input_format):
+                        end = End(frames, self.broken_file(container, frames, broke), True)
+                        continue
                     while container is None and failures < self.reconnect and not self.stopping.is_set():
-                        time.sleep(min(30, 2 ** failures))
+                        self.stopping.wait(backoff_seconds(failures))
                         failures += 1
                         try:
                             container, stream = open_source(self.source, self.input_format)
@@ -205,6 +241,13 @@ class SnippetReader:
         except Exception as e:  # a bug, not the source: end the run with what is scored so far
             end = End(frames, f'{self.source}: reading stopped ({e.__class__.__name__}: {e})', True)
         self.put(end)
+
+    def broken_file(self, container, frames, broke):
+        """Why a file or a pipe that broke off ended the run."""
+        if self.source == '-' and not frames and self.container_format.startswith('mov,'):
+            return ('-: an MP4 whose index (moov atom) is at its end cannot be read from a pipe: pass the file '
+                    'itself, or remux it to MPEG-TS (ffmpeg -i in.mp4 -c copy -f mpegts -)')
+        return f'{self.source}: the stream {broke}'
 
     def read(self, container, stream, frames):
         """Decode container until it ends, breaks or stop(); returns (frames counted, why it broke or '')."""
@@ -226,6 +269,7 @@ class SnippetReader:
                         self.recorder.frame(frames, frame.pts)
                     buffer[frames % FRAMES_PER_SNIPPET] = resized(frame)
                     frames += 1
+                    self.decoded += 1
                     now = time.monotonic()
                     self.busy_seconds += now - tick
                     if frames % FRAMES_PER_SNIPPET == 0:
