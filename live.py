@@ -15,24 +15,32 @@ used and no score is ever revised. A gap (frames dropped to keep up, or lost to 
 window: the snippets before it are scored as at the end of a stream, and the windows after it start afresh.
 
 Standard output: JSON Lines, one object per line, flushed at once (the log goes to standard error):
-    {"type": "score", "start_frame", "end_frame", "start_time", "end_time", "score", "latency"}
-    {"type": "event_start", "frame", "time", "score"}
-    {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "clip"}
-    {"type": "gap", "start_frame", "end_frame", "reason"}
-    {"type": "end", "frames", "snippets", "dropped_frames", "realtime_factor", "reason"}
-Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. latency:
+    {"type": "score", "start_frame", "end_frame", "start_time", "end_time", "start_utc", "end_utc", "score",
+     "latency"}
+    {"type": "event_start", "frame", "time", "utc", "score"}
+    {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "start_utc",
+     "end_utc", "clip"}
+    {"type": "gap", "start_frame", "end_frame", "start_utc", "end_utc", "reason"}
+    {"type": "end", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "realtime_factor", "reason"}
+Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. Clock
+times (utc, start_utc, end_utc: ISO 8601 UTC with milliseconds, '2026-12-05T17:02:28.123Z') are those of the
+frames (stream.py): for a file played with --realtime, the start of the run plus the frame's time; else the
+wall clock when the frame was decoded; an end_utc is its last frame's, plus a frame. latency:
 seconds from the decoding of the newest snippet's last frame to the line. realtime_factor: how many times real
 time the slower of the two threads goes (the reader's video over its busy time, the network's snippets over its
 busy time); above 1, nothing needs dropping for want of speed.
 
 Written to --out-dir as the stream goes (named after --name: the file's stem, else 'stream'):
     <name>.csv        frame,time,score, appended and flushed as scores come (a dropped frame: an empty score)
-    <name>.json       detect.py's report, plus hop, dropped_frames, live, ended and each event's clip;
+    <name>.json       detect.py's report, plus hop, dropped_frames, live, ended, start_utc, end_utc and each
+                      event's clip, start_utc and end_utc;
                       rewritten atomically after each event, every few seconds, and at the end
     <name>_i3d.npy    the features of the snippets scored, [T, crops, 2048], written at the end (a growing
                       <name>_i3d.npy.part until then)
     clips/<name>-<start time>s.mp4   with --clips: each event, from --pre-roll seconds before it
     index.html        the review page of every result in the folder (page.py), after each event and at the end
+A name whose CSV, JSON or features are in --out-dir already (an earlier run's) is refused before any work:
+give another --name, or --overwrite to replace them.
 SIGINT or SIGTERM stops reading, scores what is complete, ends the open event and writes everything; a second
 one drops the snippets still waiting for the network. Exit status: 0, or 1 when the source broke (a URL or a
 device that ended or failed, after --reconnect tries), with one line saying why. A source that ends or fails
@@ -56,7 +64,7 @@ from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from page import write_page
-from results import CSV_HEADER, Events, csv_rows, event_record
+from results import CSV_HEADER, Events, csv_rows, event_record, utc_text
 from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
                     reopenable)
 from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, too_short
@@ -110,11 +118,13 @@ class Outputs:
         self.report = {'video': args.source, 'features': self.feature_file, 'fps': fps, 'frames': 0, 'snippets': 0,
                        'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
                        'threshold': args.threshold, 'max_score': None, 'events': [], 'hop': args.hop,
-                       'dropped_frames': 0, 'live': True, 'ended': False}
+                       'dropped_frames': 0, 'live': True, 'ended': False, 'start_utc': None, 'end_utc': None}
         self.events = Events(args.threshold)
         self.clip = None           # the open event's clip
         self.last = None           # (frame after the last scored snippet, its score)
         self.written = 0           # frames with a CSV row
+        self.clock = {}            # the clock times of the latest rows' first frame and of the frame after them
+        self.event_utc = None      # the open event's start_utc
         self.json_written = 0.0    # time.monotonic() of the last JSON
         os.makedirs(args.out_dir, exist_ok=True)
         self.csv = open(self.stem + '.csv', 'w')
@@ -125,43 +135,55 @@ class Outputs:
     def line(self, record):
         print(json.dumps(record), flush=True)
 
-    def rows(self, first, scores):
-        """CSV rows of frames first .. first + len(scores) - 1, and the events they start or end."""
+    def utc(self, frame):
+        """The clock time, as utc_text, of frame: the first of the latest rows or the one after them."""
+        return utc_text(self.clock[frame])
+
+    def rows(self, first, scores, start_clock, end_clock):
+        """CSV rows of frames first .. first + len(scores) - 1 (clock times start_clock to end_clock), and the
+        events they start or end."""
         self.csv.write(csv_rows(first, scores, self.fps))
         self.csv.flush()
         self.written = first + len(scores)
-        self.report['frames'] = self.written
+        self.clock = {first: start_clock, self.written: end_clock}
+        self.report.update(frames=self.written, start_utc=self.report['start_utc'] or self.utc(first),
+                           end_utc=self.utc(self.written))
         changed = self.changes(self.events.add(first, scores))
         if self.clip is not None:
             self.recorder.advance(self.written)
         if changed or time.monotonic() - self.json_written > JSON_EVERY:
             self.write_json(page=changed)
 
-    def score(self, first_snippet, n, score, decoded_at):
-        """A window's score on its n snippets from first_snippet: the score line, the rows, the events."""
+    def score(self, first_snippet, n, score, decoded_at, start_clock, end_clock):
+        """A window's score on its n snippets from first_snippet (clock times start_clock to end_clock): the
+        score line, the rows, the events."""
         start, end = FRAMES_PER_SNIPPET * first_snippet, FRAMES_PER_SNIPPET * (first_snippet + n)
         self.line({'type': 'score', 'start_frame': start, 'end_frame': end, 'start_time': round(start / self.fps, 4),
-                   'end_time': round(end / self.fps, 4), 'score': float(score),
+                   'end_time': round(end / self.fps, 4), 'start_utc': utc_text(start_clock),
+                   'end_utc': utc_text(end_clock), 'score': float(score),
                    'latency': round(time.monotonic() - decoded_at, 4)})
         best = self.report['max_score']
         self.report['max_score'] = float(score) if best is None else max(best, float(score))
         self.last = (end, score)
-        self.rows(start, np.full(end - start, score, np.float32))
+        self.rows(start, np.full(end - start, score, np.float32), start_clock, end_clock)
 
     def gap(self, gap):
         """Frames that will never be scored: the gap line, empty rows, an open event ended at the gap."""
         self.changes(self.events.end(gap.start_frame))
-        self.line({'type': 'gap', **gap._asdict()})
+        self.line({'type': 'gap', 'start_frame': gap.start_frame, 'end_frame': gap.end_frame,
+                   'start_utc': utc_text(gap.start_clock), 'end_utc': utc_text(gap.end_clock), 'reason': gap.reason})
         self.report['dropped_frames'] += gap.end_frame - gap.start_frame
-        self.rows(gap.start_frame, np.full(gap.end_frame - gap.start_frame, np.nan, np.float32))
+        self.rows(gap.start_frame, np.full(gap.end_frame - gap.start_frame, np.nan, np.float32), gap.start_clock,
+                  gap.end_clock)
 
     def changes(self, changes):
         """Write the event lines of changes (Events.add's); True if there were any."""
         for change in changes:
             if change[0] == 'start':
                 _, frame, score = change
-                time_ = round(frame / self.fps, 4)
-                self.line({'type': 'event_start', 'frame': frame, 'time': time_, 'score': score})
+                time_, self.event_utc = round(frame / self.fps, 4), self.utc(frame)
+                self.line({'type': 'event_start', 'frame': frame, 'time': time_, 'utc': self.event_utc,
+                           'score': score})
                 print(f'live.py: event at {time_:.1f} s (score {score:.2f})', file=sys.stderr)
                 if self.recorder is not None:
                     self.clip = self.recorder.start(frame, frame / self.fps)
@@ -174,7 +196,8 @@ class Outputs:
                     except DataError as e:  # a clip that cannot be written (a full disk) costs the clip only
                         print(f'live.py: warning: {e}', file=sys.stderr)
                         clip = None
-                record = {**event_record(start, end, peak, self.fps), 'clip': clip}
+                record = {**event_record(start, end, peak, self.fps), 'start_utc': self.event_utc,
+                          'end_utc': self.utc(end), 'clip': clip}
                 self.report['events'].append(record)
                 self.line({'type': 'event_end', **record})
                 print(f'live.py: event {start / self.fps:.1f} s - {end / self.fps:.1f} s, peak {peak:.2f}'
@@ -186,7 +209,9 @@ class Outputs:
         gap, or when no snippet was scored), the open event ends, the JSON is written."""
         if frames > self.written:  # the last scored snippet's score, if they follow it; else none
             score = self.last[1] if self.last is not None and self.last[0] == self.written else np.nan
-            self.rows(self.written, np.full(frames - self.written, score, np.float32))
+            start_clock = self.clock[self.written]
+            self.rows(self.written, np.full(frames - self.written, score, np.float32), start_clock,
+                      start_clock + (frames - self.written) / self.fps)
         self.changes(self.events.end(self.written))
         self.csv.close()
         self.report.update(snippets=snippets, ended=True)
@@ -212,6 +237,7 @@ class Scorer:
         self.outputs = self.features = None
         self.device, self.max_lag, self.fps = device, max_lag, fps
         self.snippets, self.newest, self.work = 0, None, 0.0  # snippets scored, the latest, seconds of work
+        self.first_clock = None  # the clock time of the first snippet waiting for a window
         self.network_seconds = 0.0  # the latest batch's
 
     def run(self, reader, batch, stopping):
@@ -255,6 +281,8 @@ class Scorer:
         self.features.append(rows)
         for self.newest, row in zip(snippets, torch.from_numpy(rows).to(self.device)):
             self.snippets += 1
+            if not self.windows.new:
+                self.first_clock = self.newest.start_clock
             if self.windows.add(row):
                 self.flush()
         self.work += time.monotonic() - tick
@@ -263,7 +291,8 @@ class Scorer:
         """Score the snippets waiting for a window (the newest last), as at the end of a stream."""
         if self.windows.new:
             score, n = self.windows.score()
-            self.outputs.score(self.newest.index - n + 1, n, score, self.newest.decoded_at)
+            self.outputs.score(self.newest.index - n + 1, n, score, self.newest.decoded_at, self.first_clock,
+                               self.newest.end_clock)
 
     def gap(self, gap):
         """Frames never scored: the snippets before are scored as at an end, the windows start afresh."""
@@ -299,7 +328,8 @@ class Scorer:
         outputs.report['features'] = self.features.close()
         outputs.finish(max(end.frames, outputs.written), self.snippets)
         duration = outputs.written / self.fps
-        outputs.line({'type': 'end', 'frames': outputs.written, 'snippets': self.snippets,
+        outputs.line({'type': 'end', 'frames': outputs.written, 'start_utc': outputs.report['start_utc'],
+                      'end_utc': outputs.report['end_utc'], 'snippets': self.snippets,
                       'dropped_frames': outputs.report['dropped_frames'],
                       'realtime_factor': self.realtime_factor(reader), 'reason': end.reason})
         written = [outputs.stem + '.csv', outputs.stem + '.json', outputs.report['features']]
@@ -330,11 +360,20 @@ def check_flags(args):
 
 
 def output_name(args):
+    """The outputs' name; DataError when an earlier run's outputs have it (unless --overwrite)."""
     if args.name:
         if os.path.basename(args.name) != args.name or args.name in ('.', '..'):
             raise DataError(f'--name {args.name}: a file name, without a folder')
-        return args.name
-    return os.path.splitext(os.path.basename(args.source))[0] if os.path.isfile(args.source) else 'stream'
+        name = args.name
+    else:
+        name = os.path.splitext(os.path.basename(args.source))[0] if os.path.isfile(args.source) else 'stream'
+    stem = os.path.join(args.out_dir, name)
+    taken = [path for path in (stem + '.csv', stem + '.json', stem + FEATURE_SUFFIX, stem + FEATURE_SUFFIX + '.part')
+             if os.path.exists(path)]
+    if taken and not args.overwrite:
+        raise DataError(f'{taken[0]} exists, an earlier run\'s: give another --name, or --overwrite to replace '
+                        f'that run\'s outputs')
+    return name
 
 
 def main(args):
@@ -426,6 +465,8 @@ def build_parser():
                         help='an event is a run of frames scored >= this (default: %(default)s)')
     parser.add_argument('--out-dir', default='results/live', help='where the outputs go (default: %(default)s)')
     parser.add_argument('--name', help="the outputs' name (default: the file's stem, else 'stream')")
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace an earlier run's outputs of the same name (without it, such a name is refused)")
     parser.add_argument('--format', help="FFmpeg's input format for the source, e.g. v4l2, mpegts (default: probed)")
     parser.add_argument('--fps', type=float, help="frames per second of the time axis (default: the stream's own)")
     parser.add_argument('--realtime', action='store_true',

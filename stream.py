@@ -1,7 +1,9 @@
 """A stream of snippets for live.py: a file, a pipe, a URL or a capture device decoded by a thread of its own,
 every frame resized as the network takes it (video.resized), grouped into 16-frame snippets and queued.
 
-Snippet k holds frames 16k .. 16k + 15, counted in decoding order from the stream's first frame. What the queue
+Snippet k holds frames 16k .. 16k + 15, counted in decoding order from the stream's first frame. Each frame
+has a clock time (seconds since the epoch): for a file played in real time, the time its reading started plus
+its place on the stream's time axis (frame / fps); for any other source, the wall clock when it was decoded. What the queue
 hands out, in stream order: Snippet, Gap (frames that will never be scored: dropped to keep up, or lost to a
 reconnection) and, last, End. Two queue policies:
 - a file or a pipe (finite, and FFmpeg's reads wait for the writer) holds at most a few batches: decoding waits
@@ -35,12 +37,22 @@ class Snippet(NamedTuple):
     index: int            # frames 16 index .. 16 index + 15
     frames: np.ndarray    # uint8 [16, 256, 340, 3]
     decoded_at: float     # time.monotonic() when its last frame was decoded
+    start_clock: float    # the clock time of its first frame (seconds since the epoch, see SnippetReader)
+    end_clock: float      # the clock time of its last frame, plus a frame (1 / fps)
 
 
 class Gap(NamedTuple):
     start_frame: int
     end_frame: int        # exclusive, a multiple of 16
     reason: str
+    start_clock: float    # the clock times of start_frame and end_frame (as Snippet's)
+    end_clock: float
+
+
+def snippet_gap(snippet, reason):
+    """The Gap of a snippet that will never be scored."""
+    start = FRAMES_PER_SNIPPET * snippet.index
+    return Gap(start, start + FRAMES_PER_SNIPPET, reason, snippet.start_clock, snippet.end_clock)
 
 
 class End(NamedTuple):
@@ -164,8 +176,8 @@ class SnippetReader:
     def drop_waiting(self, reason):
         """Replace every snippet still waiting by a Gap (the second signal: stop at once)."""
         with self.condition:
-            self.items = deque(self.merged(Gap(16 * item.index, 16 * item.index + 16, reason)
-                                           if isinstance(item, Snippet) else item for item in self.items))
+            self.items = deque(self.merged(snippet_gap(item, reason) if isinstance(item, Snippet) else item
+                                           for item in self.items))
             self.waiting = 0
 
     # -------------------------------------------------------------------------------------- the thread
@@ -187,7 +199,7 @@ class SnippetReader:
         items = []
         for item in self.items:
             if n and isinstance(item, Snippet):
-                item, n = Gap(16 * item.index, 16 * item.index + 16, 'behind'), n - 1
+                item, n = snippet_gap(item, 'behind'), n - 1
                 self.waiting -= 1
             items.append(item)
         self.items = deque(self.merged(items))
@@ -198,7 +210,7 @@ class SnippetReader:
         for item in items:
             if (out and isinstance(item, Gap) and isinstance(out[-1], Gap) and out[-1].end_frame == item.start_frame
                     and out[-1].reason == item.reason):
-                out[-1] = out[-1]._replace(end_frame=item.end_frame)
+                out[-1] = out[-1]._replace(end_frame=item.end_frame, end_clock=item.end_clock)
             else:
                 out.append(item)
         return out
@@ -215,7 +227,7 @@ class SnippetReader:
                 elif not broke and not reopenable(self.source, self.input_format):
                     end = End(frames, 'end of stream', False)
                 else:
-                    lost_from, since = frames, time.monotonic()
+                    lost_from, since, since_clock = frames, time.monotonic(), time.time()
                     container = None
                     if broke and not reopenable(self.source, self.input_format):
                         end = End(frames, self.broken_file(container, frames, broke), True)
@@ -236,7 +248,8 @@ class SnippetReader:
                     lost = math.ceil((time.monotonic() - since) * self.fps)
                     first = lost_from // FRAMES_PER_SNIPPET * FRAMES_PER_SNIPPET
                     frames = -(-(lost_from + lost) // FRAMES_PER_SNIPPET) * FRAMES_PER_SNIPPET
-                    self.put(Gap(first, frames, f'reconnected after: {broke or "the stream ended"}'))
+                    self.put(Gap(first, frames, f'reconnected after: {broke or "the stream ended"}',
+                                 since_clock - (lost_from - first) / self.fps, time.time()))
                     failures = 0
         except Exception as e:  # a bug, not the source: end the run with what is scored so far
             end = End(frames, f'{self.source}: reading stopped ({e.__class__.__name__}: {e})', True)
@@ -252,7 +265,8 @@ class SnippetReader:
     def read(self, container, stream, frames):
         """Decode container until it ends, breaks or stop(); returns (frames counted, why it broke or '')."""
         buffer = np.empty((FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
-        first, started = frames, time.monotonic()
+        first, started, started_clock = frames, time.monotonic(), time.time()
+        snippet_clock = None  # the clock time of the snippet's first frame
         try:
             for packet in container.demux(stream):
                 if self.recorder is not None and packet.size:
@@ -267,13 +281,18 @@ class SnippetReader:
                         return frames, ''
                     if self.recorder is not None:
                         self.recorder.frame(frames, frame.pts)
+                    # a file played in real time: its own clock from the start; else the wall clock at decoding
+                    clock = started_clock + (frames - first) / self.fps if self.realtime else time.time()
+                    if frames % FRAMES_PER_SNIPPET == 0:
+                        snippet_clock = clock
                     buffer[frames % FRAMES_PER_SNIPPET] = resized(frame)
                     frames += 1
                     self.decoded += 1
                     now = time.monotonic()
                     self.busy_seconds += now - tick
                     if frames % FRAMES_PER_SNIPPET == 0:
-                        self.put(Snippet(frames // FRAMES_PER_SNIPPET - 1, buffer.copy(), now))
+                        self.put(Snippet(frames // FRAMES_PER_SNIPPET - 1, buffer.copy(), now,
+                                         snippet_clock, clock + 1 / self.fps))
                     self.behind = now - started - (frames - first) / self.fps
                     if self.realtime:  # the next frame is due (frames - first) / fps after the first
                         time.sleep(max(0.0, -self.behind))

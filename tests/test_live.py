@@ -21,6 +21,7 @@ import torch
 from conftest import REPO, run_script
 from dataset import DataError
 from live import Scorer, build_parser, main
+from results import utc_seconds
 from windows import Windows
 from stream import Gap, Snippet, SnippetReader, open_source
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
@@ -132,7 +133,7 @@ def test_pipe_with_hop_equal_to_window_is_detect_and_extract_features(stream_set
                WINDOW, '--threshold', repr(threshold), '--out-dir', 'detected', '--device', 'cpu', cwd=root)
     assert (out / 'cam.csv').read_text() == (root / 'detected' / 'cam.csv').read_text()
     report, detected = json.load(open(out / 'cam.json')), json.load(open(root / 'detected' / 'cam.json'))
-    assert report['events'] and [{k: v for k, v in e.items() if k != 'clip'} for e in report['events']] == \
+    assert report['events'] and [{k: e[k] for k in detected['events'][0]} for e in report['events']] == \
         detected['events']
     assert {k: report[k] for k in ('fps', 'frames', 'snippets', 'crops', 'max_score')} == \
         {k: detected[k] for k in ('fps', 'frames', 'snippets', 'crops', 'max_score')}
@@ -145,7 +146,8 @@ def test_pipe_with_hop_equal_to_window_is_detect_and_extract_features(stream_set
     assert [{k: e[k] for k in detected['events'][0]} for e in ends] == detected['events']
     assert [e['frame'] for e in frames_of(lines, 'event_start')] == [e['start_frame'] for e in ends]
     assert lines[-1] == {'type': 'end', 'frames': 16 * SNIPPETS + 5, 'snippets': SNIPPETS, 'dropped_frames': 0,
-                         'realtime_factor': lines[-1]['realtime_factor'], 'reason': 'end of stream'}
+                         'realtime_factor': lines[-1]['realtime_factor'], 'reason': 'end of stream',
+                         'start_utc': lines[0]['start_utc'], 'end_utc': lines[-1]['end_utc']}
     assert all(s['latency'] >= 0 for s in frames_of(lines, 'score'))
 
 
@@ -459,3 +461,56 @@ def test_realtime_factor_is_the_slower_of_the_two_threads_and_the_status_line_ad
     scorer.outputs = type('Outputs', (), {'written': 32 * 18, 'report': {'dropped_frames': 32 * 10, 'events': []}})
     scorer.status(FakeReader(0, 0.0))
     assert capsys.readouterr().err == 'live.py: 18 s written: 8 s scored (16 snippets), 10 s dropped; 0 events\n'
+
+
+# ---------------------------------------------------------------------------------------------- clock time, names
+def test_clock_times_of_a_realtime_file_follow_its_frames_and_the_wall_clock(stream_set):
+    """Each score line, read as it comes, against this process's clock: it was written latency seconds after its
+    last frame was decoded, which in real time is its end_utc. Every clock time is the first frame's plus the
+    frame's time; events and the end carry the clock times of their frames."""
+    root, _, _, threshold, _ = stream_set
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, 'live.py'), 'cam.ts', '--realtime', '--ckpt',
+                                'model.pth', '--weights', 'weights.pth', '--crops', '1', '--batch-size', '1',
+                                '--test-split-size', str(WINDOW), '--hop', '1', '--device', 'cpu', '--max-lag',
+                                '100', '--threshold', repr(threshold), '--name', 'clock', '--no-page'],
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines, arrivals = [], []
+    try:
+        for line in process.stdout:
+            lines.append(json.loads(line))
+            arrivals.append(time.time())
+        assert process.wait(LIMIT) == 0
+    finally:
+        process.kill()
+    scores = frames_of(lines, 'score')
+    assert len(scores) == SNIPPETS
+    for score, arrival in zip(lines, arrivals):
+        if score['type'] == 'score':
+            assert abs(arrival - score['latency'] - utc_seconds(score['end_utc'])) < 1.0, score
+    first = utc_seconds(scores[0]['start_utc'])
+    for score in scores:
+        assert abs(utc_seconds(score['start_utc']) - first - score['start_frame'] / FPS) < 0.002
+        assert abs(utc_seconds(score['end_utc']) - first - score['end_frame'] / FPS) < 0.002
+    starts = {s['start_frame']: s['start_utc'] for s in scores}
+    ends = {s['end_frame']: s['end_utc'] for s in scores} | {lines[-1]['frames']: lines[-1]['end_utc']}
+    events = frames_of(lines, 'event_end')
+    assert events and all(e['start_utc'] == starts[e['start_frame']] and e['end_utc'] == ends[e['end_frame']]
+                          for e in events)
+    assert [e['utc'] for e in frames_of(lines, 'event_start')] == [e['start_utc'] for e in events]
+    assert lines[-1]['start_utc'] == scores[0]['start_utc']
+    assert abs(utc_seconds(lines[-1]['end_utc']) - first - (16 * SNIPPETS + 5) / FPS) < 0.002
+    report = json.load(open(root / 'results' / 'live' / 'clock.json'))
+    assert (report['start_utc'], report['end_utc']) == (lines[-1]['start_utc'], lines[-1]['end_utc'])
+    assert [{k: e[k] for k in ('start_utc', 'end_utc')} for e in report['events']] == \
+        [{k: e[k] for k in ('start_utc', 'end_utc')} for e in events]
+
+
+def test_a_second_run_with_the_same_name_is_refused_and_the_first_loses_nothing(stream_set):
+    root = stream_set[0]
+    out = root / 'results' / 'live'
+    before = {path: path.read_bytes() for path in out.glob('cam*')}
+    status, lines, log = live_here(root, 'cam.ts', '--name', 'cam')
+    assert status == 1 and lines == []
+    assert log == f'live.py: error: results/live/cam.csv exists, an earlier run\'s: give another --name, or ' \
+                  f'--overwrite to replace that run\'s outputs\n'
+    assert {path: path.read_bytes() for path in out.glob('cam*')} == before
