@@ -51,20 +51,20 @@ import json
 import math
 import os
 import signal
-import struct
 import sys
 import threading
 import time
 
 import numpy as np
-import torch
 
+from camera import Camera
 from cli import check_out_dir, check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
+from feature_file import FeatureFile
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from page import write_page
-from results import CSV_HEADER, Events, csv_rows, event_record, utc_text
+from results import CSV_HEADER, csv_rows, utc_text
 from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
                     reopenable)
 from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, too_short
@@ -72,149 +72,59 @@ from windows import Windows
 
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
 STATUS_EVERY = 30.0       # seconds between the log's status lines
-NPY_HEADER = 128          # bytes of the growing feature file's header: room for any shape
 
 
 # ---------------------------------------------------------------------------------------------- files
-def npy_header(shape):
-    """A .npy (version 1.0) header of float32 [shape], padded to NPY_HEADER bytes."""
-    text = repr({'descr': '<f4', 'fortran_order': False, 'shape': tuple(shape)})
-    return b'\x93NUMPY\x01\x00' + struct.pack('<H', NPY_HEADER - 10) + text.ljust(NPY_HEADER - 11).encode() + b'\n'
+class RunFiles:
+    """What the run writes as scores come (camera.py's files): the CSV, the JSON report, the features, the
+    clips' paths."""
 
-
-class FeatureFile:
-    """<path> written row by row without holding the rows: <path>.part grows, its header is rewritten with the
-    final shape at close(), and it is renamed into place."""
-
-    def __init__(self, path, crops, feature_size):
-        self.path, self.tail, self.rows = path, (crops, feature_size), 0
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        self.file = open(path + '.part', 'wb')
-        self.file.write(npy_header((0, *self.tail)))
-
-    def append(self, rows):
-        self.file.write(np.ascontiguousarray(rows, np.float32).tobytes())
-        self.rows += len(rows)
-
-    def close(self):
-        """The file in place (when it holds a row); its path, or None."""
-        self.file.seek(0)
-        self.file.write(npy_header((self.rows, *self.tail)))
-        self.file.close()
-        if not self.rows:
-            os.remove(self.path + '.part')
-            return None
-        os.replace(self.path + '.part', self.path)
-        return self.path
-
-
-class Outputs:
-    """What the run writes as scores come: the JSON Lines, the CSV, the JSON report, the event clips."""
-
-    def __init__(self, args, name, fps, crops, recorder):
-        self.args, self.fps, self.recorder = args, fps, recorder
+    def __init__(self, args, name, fps, crops):
+        self.args, self.fps = args, fps
         self.stem = os.path.join(args.out_dir, name)
-        self.feature_file = self.stem + FEATURE_SUFFIX
-        self.report = {'video': args.source, 'features': self.feature_file, 'fps': fps, 'frames': 0, 'snippets': 0,
-                       'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
+        self.clips = os.path.join(args.out_dir, 'clips', name)
+        self.report = {'video': args.source, 'features': self.stem + FEATURE_SUFFIX, 'fps': fps, 'frames': 0,
+                       'snippets': 0, 'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
                        'threshold': args.threshold, 'max_score': None, 'events': [], 'hop': args.hop,
                        'dropped_frames': 0, 'live': True, 'ended': False, 'start_utc': None, 'end_utc': None}
-        self.events = Events(args.threshold)
-        self.clip = None           # the open event's clip
-        self.last = None           # (frame after the last scored snippet, its score)
-        self.written = 0           # frames with a CSV row
-        self.clock = {}            # the clock times of the latest rows' first frame and of the frame after them
-        self.event_utc = None      # the open event's start_utc
         self.json_written = 0.0    # time.monotonic() of the last JSON
         os.makedirs(args.out_dir, exist_ok=True)
+        self.features = FeatureFile(self.stem + FEATURE_SUFFIX, crops, I3D_FEATURE_SIZE)
         self.csv = open(self.stem + '.csv', 'w')
         self.csv.write(CSV_HEADER)
         self.csv.flush()
         self.write_json()
 
-    def line(self, record):
-        print(json.dumps(record), flush=True)
-
-    def utc(self, frame):
-        """The clock time, as utc_text, of frame: the first of the latest rows or the one after them."""
-        return utc_text(self.clock[frame])
-
-    def rows(self, first, scores, start_clock, end_clock):
-        """CSV rows of frames first .. first + len(scores) - 1 (clock times start_clock to end_clock), and the
-        events they start or end."""
-        self.csv.write(csv_rows(first, scores, self.fps))
+    def rows(self, first, end, score, start_clock, end_clock, features):
+        """The CSV's rows of frames first .. end - 1 (score NaN: an empty field), the features."""
+        self.csv.write(csv_rows(first, np.full(end - first, score, np.float32), self.fps))
         self.csv.flush()
-        self.written = first + len(scores)
-        self.clock = {first: start_clock, self.written: end_clock}
-        self.report.update(frames=self.written, start_utc=self.report['start_utc'] or self.utc(first),
-                           end_utc=self.utc(self.written))
-        changed = self.changes(self.events.add(first, scores))
-        if self.clip is not None:
-            self.recorder.advance(self.written)
-        if changed or time.monotonic() - self.json_written > JSON_EVERY:
-            self.write_json(page=changed)
-
-    def score(self, first_snippet, n, score, decoded_at, start_clock, end_clock):
-        """A window's score on its n snippets from first_snippet (clock times start_clock to end_clock): the
-        score line, the rows, the events."""
-        start, end = FRAMES_PER_SNIPPET * first_snippet, FRAMES_PER_SNIPPET * (first_snippet + n)
-        self.line({'type': 'score', 'start_frame': start, 'end_frame': end, 'start_time': round(start / self.fps, 4),
-                   'end_time': round(end / self.fps, 4), 'start_utc': utc_text(start_clock),
-                   'end_utc': utc_text(end_clock), 'score': float(score),
-                   'latency': round(time.monotonic() - decoded_at, 4)})
-        best = self.report['max_score']
-        self.report['max_score'] = float(score) if best is None else max(best, float(score))
-        self.last = (end, score)
-        self.rows(start, np.full(end - start, score, np.float32), start_clock, end_clock)
+        if features is not None:
+            self.features.append(features)
+        report = self.report
+        if score == score:
+            report['max_score'] = float(score) if report['max_score'] is None else max(report['max_score'], float(score))
+        report.update(frames=end, start_utc=report['start_utc'] or utc_text(start_clock), end_utc=utc_text(end_clock))
+        if time.monotonic() - self.json_written > JSON_EVERY:
+            self.write_json()
 
     def gap(self, gap):
-        """Frames that will never be scored: the gap line, empty rows, an open event ended at the gap."""
-        self.changes(self.events.end(gap.start_frame))
-        self.line({'type': 'gap', 'start_frame': gap.start_frame, 'end_frame': gap.end_frame,
-                   'start_utc': utc_text(gap.start_clock), 'end_utc': utc_text(gap.end_clock), 'reason': gap.reason})
         self.report['dropped_frames'] += gap.end_frame - gap.start_frame
-        self.rows(gap.start_frame, np.full(gap.end_frame - gap.start_frame, np.nan, np.float32), gap.start_clock,
-                  gap.end_clock)
 
-    def changes(self, changes):
-        """Write the event lines of changes (Events.add's); True if there were any."""
-        for change in changes:
-            if change[0] == 'start':
-                _, frame, score = change
-                time_, self.event_utc = round(frame / self.fps, 4), self.utc(frame)
-                self.line({'type': 'event_start', 'frame': frame, 'time': time_, 'utc': self.event_utc,
-                           'score': score})
-                print(f'live.py: event at {time_:.1f} s (score {score:.2f})', file=sys.stderr)
-                if self.recorder is not None:
-                    self.clip = self.recorder.start(frame, frame / self.fps)
-            else:
-                _, start, end, peak = change
-                clip, self.clip = self.clip, None
-                if clip is not None:
-                    try:
-                        self.recorder.stop(end)
-                    except DataError as e:  # a clip that cannot be written (a full disk) costs the clip only
-                        print(f'live.py: warning: {e}', file=sys.stderr)
-                        clip = None
-                record = {**event_record(start, end, peak, self.fps), 'start_utc': self.event_utc,
-                          'end_utc': self.utc(end), 'clip': clip}
-                self.report['events'].append(record)
-                self.line({'type': 'event_end', **record})
-                print(f'live.py: event {start / self.fps:.1f} s - {end / self.fps:.1f} s, peak {peak:.2f}'
-                      f'{f", clip {clip}" if clip else ""}', file=sys.stderr)
-        return bool(changes)
+    def clip_path(self, frame, clock):
+        path = f'{self.clips}-{frame / self.fps:.2f}s.mp4'
+        return path, path
 
-    def finish(self, frames, snippets):
-        """The end of the stream at frames: the frames after the last scored snippet carry its score (none after a
-        gap, or when no snippet was scored), the open event ends, the JSON is written."""
-        if frames > self.written:  # the last scored snippet's score, if they follow it; else none
-            score = self.last[1] if self.last is not None and self.last[0] == self.written else np.nan
-            start_clock = self.clock[self.written]
-            self.rows(self.written, np.full(frames - self.written, score, np.float32), start_clock,
-                      start_clock + (frames - self.written) / self.fps)
-        self.changes(self.events.end(self.written))
+    def event_start(self, start):
+        self.write_json(page=True)
+
+    def event_end(self, record):
+        self.report['events'].append({k: v for k, v in record.items() if k != 'reason'})
+        self.write_json(page=True)
+
+    def finish(self, reason, snippets):
         self.csv.close()
-        self.report.update(snippets=snippets, ended=True)
+        self.report.update(snippets=snippets, ended=True, features=self.features.close())
         self.write_json(page=True)
 
     def write_json(self, page=False):
@@ -227,17 +137,16 @@ class Outputs:
 
 # ---------------------------------------------------------------------------------------------- the run
 class Scorer:
-    """The main thread's work: the network on the snippets as they come, the windows' scores, the outputs.
+    """The main thread's work: the network on the snippets as they come, each batch's features to the camera
+    (camera.py: the windows' scores, the events, the clips, the files).
 
-    The outputs and the feature file are made by open_outputs() -> (Outputs, FeatureFile) at the first snippet
-    or gap: a source that ends or fails before its first snippet leaves nothing written."""
+    The camera and its files are made by open_camera() at the first snippet or gap: a source that ends or fails
+    before its first snippet leaves nothing written."""
 
-    def __init__(self, extract, windows, open_outputs, fps, device, max_lag):
-        self.extract, self.windows, self.open_outputs = extract, windows, open_outputs
-        self.outputs = self.features = None
-        self.device, self.max_lag, self.fps = device, max_lag, fps
-        self.snippets, self.newest, self.work = 0, None, 0.0  # snippets scored, the latest, seconds of work
-        self.first_clock = None  # the clock time of the first snippet waiting for a window
+    def __init__(self, extract, open_camera, fps, max_lag):
+        self.extract, self.open_camera, self.fps, self.max_lag = extract, open_camera, fps, max_lag
+        self.camera = None
+        self.work = 0.0  # seconds of the network's work
         self.network_seconds = 0.0  # the latest batch's
 
     def run(self, reader, batch, stopping):
@@ -246,30 +155,28 @@ class Scorer:
         while True:
             items = reader.get(batch, timeout=1.0)
             if not items and stopping.is_set():
-                return End(self.outputs.written if self.outputs else 0, 'stopped', False)
+                return End(self.camera.written if self.camera else 0, 'stopped', False)
             if items and isinstance(items[0], End):
                 return items[0]
-            if items and self.outputs is None:
-                self.outputs, self.features = self.open_outputs()
+            if items and self.camera is None:
+                self.camera = self.open_camera()
             if items and isinstance(items[0], Gap):
                 self.gap(items[0])
-                if self.outputs.recorder is not reader.recorder:  # a reconnection: the new stream's recorder
-                    self.outputs.recorder = reader.recorder
+                self.camera.recorder = reader.recorder  # after a reconnection, the new stream's
             elif items:
                 self.score(items)
                 reader.network_seconds = self.network_seconds
-            if time.monotonic() - status_at > STATUS_EVERY and self.outputs is not None:
+            if time.monotonic() - status_at > STATUS_EVERY and self.camera is not None:
                 status_at = time.monotonic()
                 self.status(reader)
 
     def status(self, reader):
         """The log's status line: the frames written so far are those scored and those dropped (or lost)."""
-        report = self.outputs.report
-        dropped = report['dropped_frames']
-        scored = self.outputs.written - dropped
-        print(f'live.py: {self.outputs.written / self.fps:.0f} s written: {scored / self.fps:.0f} s scored '
-              f'({scored // FRAMES_PER_SNIPPET} snippets), {dropped / self.fps:.0f} s dropped; '
-              f'{len(report["events"])} events'
+        camera = self.camera
+        scored = camera.written - camera.dropped
+        print(f'live.py: {camera.written / self.fps:.0f} s written: {scored / self.fps:.0f} s scored '
+              f'({scored // FRAMES_PER_SNIPPET} snippets), {camera.dropped / self.fps:.0f} s dropped; '
+              f'{len(camera.files.report["events"])} events'
               f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
               file=sys.stderr)
 
@@ -278,27 +185,12 @@ class Scorer:
         tick = time.monotonic()
         rows = self.extract(np.concatenate([snippet.frames for snippet in snippets]))
         self.network_seconds = time.monotonic() - tick
-        self.features.append(rows)
-        for self.newest, row in zip(snippets, torch.from_numpy(rows).to(self.device)):
-            self.snippets += 1
-            if not self.windows.new:
-                self.first_clock = self.newest.start_clock
-            if self.windows.add(row):
-                self.flush()
+        self.camera.add(snippets, rows)
         self.work += time.monotonic() - tick
-
-    def flush(self):
-        """Score the snippets waiting for a window (the newest last), as at the end of a stream."""
-        if self.windows.new:
-            score, n = self.windows.score()
-            self.outputs.score(self.newest.index - n + 1, n, score, self.newest.decoded_at, self.first_clock,
-                               self.newest.end_clock)
 
     def gap(self, gap):
         """Frames never scored: the snippets before are scored as at an end, the windows start afresh."""
-        self.flush()
-        self.windows.restart()
-        self.outputs.gap(gap)
+        self.camera.gap(gap)
         if gap.reason == 'behind':
             print(f'live.py: {(gap.end_frame - gap.start_frame) / self.fps:.1f} s of video dropped (frames '
                   f'{gap.start_frame} - {gap.end_frame}): the network is more than {self.max_lag:g} s behind real '
@@ -308,33 +200,33 @@ class Scorer:
         """How many times real time the run goes: the slower of its two threads, which run side by side (the
         reader: the video it decoded over its busy time; the network: the snippets it scored over its busy
         time). Above 1: nothing needs dropping for want of speed. None before any work."""
+        snippets = self.camera.snippets if self.camera else 0
         speeds = [seconds / busy for seconds, busy in
                   ((reader.decoded / self.fps, reader.busy_seconds),
-                   (self.snippets * FRAMES_PER_SNIPPET / self.fps, self.work)) if busy > 0]
+                   (snippets * FRAMES_PER_SNIPPET / self.fps, self.work)) if busy > 0]
         return round(min(speeds), 3) if speeds else None
 
     def finish(self, end, reader):
         """Score what waits, write the features, the CSV's last rows, the JSON and the end line. A run that wrote
         nothing (no snippet came) raises DataError when the source failed or was shorter than a snippet."""
-        if self.outputs is None:
+        camera = self.camera
+        if camera is None:
             if end.failed:
                 raise DataError(f'{end.reason}; nothing written')
             if end.reason != 'stopped':
                 raise DataError(f'{too_short(reader.source, end.frames)}; nothing written')
             print('live.py: stopped before the first snippet; nothing written', file=sys.stderr)
             return
-        self.flush()
-        outputs = self.outputs
-        outputs.report['features'] = self.features.close()
-        outputs.finish(max(end.frames, outputs.written), self.snippets)
-        duration = outputs.written / self.fps
-        outputs.line({'type': 'end', 'frames': outputs.written, 'start_utc': outputs.report['start_utc'],
-                      'end_utc': outputs.report['end_utc'], 'snippets': self.snippets,
-                      'dropped_frames': outputs.report['dropped_frames'],
-                      'realtime_factor': self.realtime_factor(reader), 'reason': end.reason})
-        written = [outputs.stem + '.csv', outputs.stem + '.json', outputs.report['features']]
-        print(f'live.py: {end.reason}: {outputs.written} frames ({duration:.1f} s), {self.snippets} snippets, '
-              f'{len(outputs.report["events"])} events; written {", ".join(filter(None, written))}', file=sys.stderr)
+        camera.finish(max(end.frames, camera.written), 'stopped' if end.reason == 'stopped' else 'end of stream')
+        report = camera.files.report
+        camera.line({'type': 'end', 'frames': camera.written, 'start_utc': report['start_utc'],
+                     'end_utc': report['end_utc'], 'snippets': camera.snippets, 'dropped_frames': camera.dropped,
+                     'realtime_factor': self.realtime_factor(reader), 'reason': end.reason})
+        stem = camera.files.stem
+        written = [stem + '.csv', stem + '.json', report['features']]
+        print(f'live.py: {end.reason}: {camera.written} frames ({camera.written / self.fps:.1f} s), '
+              f'{camera.snippets} snippets, {len(report["events"])} events; written '
+              f'{", ".join(filter(None, written))}', file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- the script
@@ -421,23 +313,22 @@ def score_source(args, device, name, model, stopping, readers):
     if args.clips:
         from clips import ClipRecorder
         queued = max_lag or BACKLOG * batch * FRAMES_PER_SNIPPET / fps  # the most video waiting for the network
-        recorder = ClipRecorder(stream, os.path.join(args.out_dir, 'clips'), name, fps, args.pre_roll,
-                                horizon=args.pre_roll + queued + window_seconds + 10)
+        recorder = ClipRecorder(stream, fps, args.pre_roll, horizon=args.pre_roll + queued + window_seconds + 10)
     print(f'live.py: {args.source}: {stream.codec_context.width} x {stream.codec_context.height} at {fps:g} fps; '
           f'{args.crops}-crop features, windows of {args.test_split_size} snippets every {args.hop} '
           f'({args.hop * FRAMES_PER_SNIPPET / fps:.2f} s); {"live" if live else "finite"}'
           f'{f", dropping past {max_lag:g} s behind" if max_lag else ""}', file=sys.stderr)
 
-    def open_outputs():
-        outputs = Outputs(args, name, fps, args.crops, reader.recorder)
-        return outputs, FeatureFile(outputs.feature_file, args.crops, I3D_FEATURE_SIZE)
+    def open_camera():
+        return Camera(None, fps, Windows(model, args.test_split_size, args.hop), args.threshold,
+                      RunFiles(args, name, fps, args.crops), reader.recorder, 'live.py: ', device)
 
     reader = SnippetReader(args.source, args.format, container, stream, fps, live, args.realtime, max_lag,
                            args.reconnect, recorder, batch)
     readers.append(reader)
     if stopping.is_set():  # a signal while the source was opened
         reader.stop()
-    scorer = Scorer(extract, Windows(model, args.test_split_size, args.hop), open_outputs, fps, device, max_lag)
+    scorer = Scorer(extract, open_camera, fps, max_lag)
     end = End(0, 'failed', True)  # until the loop ends: what an error leaves is written all the same
     try:
         end = scorer.run(reader, batch, stopping)

@@ -192,7 +192,8 @@ def test_a_live_queue_holds_at_most_max_lag_and_gaps_are_exactly_the_dropped_sni
     reader.thread.join(LIMIT)
     held = [item for item in reader.items if isinstance(item, Snippet)]
     assert [s.index for s in held] == [17, 18, 19]  # 1.5 s at 32 fps: 3 snippets of 16 frames
-    assert list(reader.items)[:-len(held) - 1] == [Gap(0, 16 * 17, 'behind')]
+    (gap,) = list(reader.items)[:-len(held) - 1]
+    assert gap[:3] == (0, 16 * 17, 'behind') and gap.start_clock < gap.end_clock
     assert reader.items[-1].frames == 16 * 20 + 7 and reader.items[-1].reason == 'end of stream'
 
 
@@ -453,12 +454,14 @@ class FakeReader:
 
 
 def test_realtime_factor_is_the_slower_of_the_two_threads_and_the_status_line_adds_up(capsys):
-    scorer = Scorer(None, None, None, 32.0, 'cpu', None)
-    scorer.snippets, scorer.work = 20, 4.0  # the network: 20 snippets (10 s of video) in 4 s: 2.5 x real time
+    from types import SimpleNamespace
+    scorer = Scorer(None, None, 32.0, None)
+    scorer.work = 4.0  # the network: 20 snippets (10 s of video) in 4 s: 2.5 x real time
+    scorer.camera = SimpleNamespace(snippets=20, written=32 * 18, dropped=32 * 10,
+                                    files=SimpleNamespace(report={'events': []}))
     assert scorer.realtime_factor(FakeReader(640, 5.0)) == 2.5  # the reader: 20 s in 5 s; the network is slower
     assert scorer.realtime_factor(FakeReader(640, 16.0)) == 1.25  # 20 s in 16 s: now the reader is slower
     assert scorer.realtime_factor(FakeReader(0, 0.0)) == 2.5  # no decoding time said: the network's
-    scorer.outputs = type('Outputs', (), {'written': 32 * 18, 'report': {'dropped_frames': 32 * 10, 'events': []}})
     scorer.status(FakeReader(0, 0.0))
     assert capsys.readouterr().err == 'live.py: 18 s written: 8 s scored (16 snippets), 10 s dropped; 0 events\n'
 
