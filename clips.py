@@ -32,7 +32,7 @@ from video_out import h264_stream
 COPIED_CODECS = ('h264', 'hevc', 'mpeg4', 'av1', 'vp9')  # MP4 holds them and players play them: copied
 # a fragmented MP4, a fragment per keyframe: a clip cut short (the process killed) plays up to its last fragment
 # (its times are not shifted by an edit list: a stream with B-frames starts a few frames after 0)
-FRAGMENTED = {'movflags': 'frag_keyframe+empty_moov+default_base_moof'}
+FRAGMENTED = {'movflags': 'frag_keyframe+empty_moov+default_base_moof', 'flush_packets': '1'}
 MAX_GOP = 30  # seconds: a stream with no keyframe this often (intra refresh) is held this far back at most
 
 Held = collections.namedtuple('Held', 'data pts dts duration key')  # a packet; times in the stream's time base

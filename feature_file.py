@@ -27,6 +27,7 @@ class FeatureFile:
 
     def append(self, rows):
         self.file.write(np.ascontiguousarray(rows, np.float32).tobytes())
+        self.file.flush()  # on the disk as it goes: a hard stop leaves every whole row
         self.rows += len(rows)
 
     def close(self):

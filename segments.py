@@ -65,13 +65,14 @@ class Segment:
         self.write_json()
 
     def rows(self, first, end, score, start_clock, end_clock, features):
-        self.csv.write(score_row(first, end, self.report['fps'], utc_text(start_clock), utc_text(end_clock), score))
-        self.csv.flush()
+        """A score's row (the features of its snippets first: a hard stop leaves no row without them)."""
         report = self.report
         if features is not None:
             if self.features is not None:
                 self.features.append(features)
             report['snippets'] += len(features)
+        self.csv.write(score_row(first, end, self.report['fps'], utc_text(start_clock), utc_text(end_clock), score))
+        self.csv.flush()
         if score == score:
             report['max_score'] = float(score) if report['max_score'] is None else max(report['max_score'],
                                                                                         float(score))

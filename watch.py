@@ -15,6 +15,7 @@ one camera), written in segments (segments.py) to
 Standard output: live.py's JSON Lines, each with a "camera" field after its "type"; a camera's last is
 {"type": "end", "camera", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "reason"}. The log
 (standard error) names the camera on each line, and never a password of a URL.
+At the start, what a hard stop (SIGKILL, power loss) left is repaired first (repair.py).
 A file that ends ends its camera; when every camera has ended, watch.py exits 0. SIGINT or SIGTERM: every
 camera stops reading, scores what is complete, closes its segment and open event, and the process exits 0
 within STOP_SECONDS (a second signal: the snippets still waiting are dropped).
@@ -34,6 +35,7 @@ from clips import ClipRecorder
 from dataset import FRAMES_PER_SNIPPET, DataError
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
+from repair import repair
 from scheduler import Scheduler
 from segments import SegmentFiles
 from stream import LIVE_MAX_LAG, End, SnippetReader, frame_rate, open_retrying, reopenable
@@ -178,6 +180,8 @@ def main(args):
     batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
     os.makedirs(record['out_dir'], exist_ok=True)
     names = list(settings['cameras'])
+    for name in names:  # what a hard stop left, before anything new is written
+        repair(record['out_dir'], name, I3D_FEATURE_SIZE, lambda line: print(f'watch.py: {line}', file=sys.stderr))
     shared = {'record': record, 'crops': crops, 'checkpoint': model_settings['ckpt'], 'model': model,
               'device': device, 'batch': batch, 'alerts': start_alerts(settings, names)}
     feeds = [Feed(name, settings['cameras'][name], shared) for name in names]

@@ -194,6 +194,53 @@ def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cam
             assert abs(arrival - line['latency'] - utc_seconds(line['end_utc'])) < 1.0, line
 
 
+def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
+    """a.ts in real time, threshold 0 (an event from the first score), killed after its second score line; then
+    a.ts again, as a file, to its end."""
+    root, _ = cams
+    out = root / 'killed'
+    text = config_text(root, out, {'a': 'source: a.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
+                       record='features: true')
+    process = start_watch(root, text)
+    try:
+        scores = 0
+        for line in process.stdout:
+            scores += json.loads(line)['type'] == 'score'
+            if scores == 2:
+                break
+        process.kill()
+        process.wait(LIMIT)
+    finally:
+        process.kill()
+    (killed,) = segments(out, 'a')
+    stem = killed['stem']
+    assert not killed['ended'] and killed['open_event']['start_frame'] == 0
+    day = os.path.dirname(stem)
+    before = {name: open(os.path.join(day, name), 'rb').read() for name in os.listdir(day)}
+    assert not os.path.exists(os.path.join(day, 'events.jsonl'))  # the event is still open
+    starts, ends, scores = read_score_rows(stem + '.csv')
+    assert len(ends) >= 1  # the line comes before its row: the second row may be there or not
+    text = text.replace('realtime: true', 'realtime: false')
+    lines, _, log = lines_as_they_come(start_watch(root, text))
+    assert f'watch.py: {os.path.relpath(stem, out)}: cut short by a hard stop, repaired' in log
+    for name, data in before.items():
+        if name.endswith('.csv'):  # the scores keep every byte
+            assert open(os.path.join(day, name), 'rb').read() == data
+    repaired, *new = segments(out, 'a')
+    assert repaired['stem'] == stem and new and all(report['ended'] for report in new)
+    assert repaired['ended'] and repaired['end_reason'] == 'interrupted' and repaired['open_event'] is None
+    assert repaired['frames'] == ends[-1] and repaired['snippets'] == ends[-1] // 16
+    assert repaired['end_utc'] == open(stem + '.csv').read().splitlines()[len(ends)].split(',')[5]
+    assert np.load(repaired['features']).shape[0] in (len(ends), len(ends) + 1)  # a row's features come first
+    (event,) = repaired['events']
+    assert (event['start_frame'], event['end_frame'], event['reason']) == (0, int(ends[-1]), 'interrupted')
+    assert event['peak_score'] == float(scores.max())
+    with av.open(str(out / event['clip'])) as container:  # the clip plays up to the kill
+        assert sum(1 for _ in container.decode(video=0)) > 0
+    jsonl = [json.loads(line) for line in open(os.path.join(day, 'events.jsonl'))]
+    assert jsonl[0] == event and len(jsonl) == 1 + sum(len(report['events']) for report in new)
+
+
 class FakeCamera:
     """A camera of the scheduler's: a reader of the given items, and what it was handed."""
 
