@@ -6,6 +6,7 @@ The cameras are MPEG-TS files test_live encodes, played as files or in real time
 the real key layout; every run has a time limit."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -196,7 +197,7 @@ def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cam
 
 def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
     """a.ts in real time, threshold 0 (an event from the first score), killed after its second score line; then
-    a.ts again, as a file, to its end."""
+    started again, and stopped by SIGTERM after its first score line."""
     root, _ = cams
     out = root / 'killed'
     text = config_text(root, out, {'a': 'source: a.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
@@ -220,14 +221,21 @@ def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
     assert not os.path.exists(os.path.join(day, 'events.jsonl'))  # the event is still open
     starts, ends, scores = read_score_rows(stem + '.csv')
     assert len(ends) >= 1  # the line comes before its row: the second row may be there or not
-    text = text.replace('realtime: true', 'realtime: false')
-    lines, _, log = lines_as_they_come(start_watch(root, text))
+    process = start_watch(root, text)
+    try:
+        while json.loads(process.stdout.readline())['type'] != 'event_start':
+            pass
+        process.send_signal(signal.SIGTERM)
+        lines, _, log = lines_as_they_come(process)  # exit status 0
+    finally:
+        process.kill()
     assert f'watch.py: {os.path.relpath(stem, out)}: cut short by a hard stop, repaired' in log
     for name, data in before.items():
         if name.endswith('.csv'):  # the scores keep every byte
             assert open(os.path.join(day, name), 'rb').read() == data
     repaired, *new = segments(out, 'a')
-    assert repaired['stem'] == stem and new and all(report['ended'] for report in new)
+    assert repaired['stem'] == stem and len(new) == 1 and new[0]['end_reason'] == 'stopped'
+    assert [e['reason'] for e in new[0]['events']] == ['stopped'] and lines[-1]['reason'] == 'stopped'
     assert repaired['ended'] and repaired['end_reason'] == 'interrupted' and repaired['open_event'] is None
     assert repaired['frames'] == ends[-1] and repaired['snippets'] == ends[-1] // 16
     assert repaired['end_utc'] == open(stem + '.csv').read().splitlines()[len(ends)].split(',')[5]
