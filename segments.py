@@ -96,10 +96,12 @@ class Segment:
 
 class SegmentFiles:
     """A camera's files (camera.py's `files` interface), in segments of segment_seconds. report: the fields
-    every segment's report shares (video, fps, crops, checkpoint, test_split_size, threshold, hop, live)."""
+    every segment's report shares (video, fps, crops, checkpoint, test_split_size, threshold, hop, live);
+    log(line): the camera's log; changed(): called when a segment starts or ends and after an event (the review
+    page)."""
 
-    def __init__(self, out_dir, camera, report, segment_seconds, features, log):
-        self.out_dir, self.camera, self.report, self.log = out_dir, camera, report, log
+    def __init__(self, out_dir, camera, report, segment_seconds, features, log, changed):
+        self.out_dir, self.camera, self.report, self.log, self.changed = out_dir, camera, report, log, changed
         self.segment_seconds, self.keep_features = segment_seconds, features
         self.segment = None        # the segment being written
         self.event_segment = None  # the segment in which the open event started
@@ -125,6 +127,7 @@ class SegmentFiles:
             self.segment.close('segment')
         self.segment = Segment(self.out_dir, self.camera, clock, first, self.report, self.keep_features)
         self.log(f'segment {os.path.relpath(self.segment.stem, self.out_dir)}')
+        self.changed()
 
     def clip_path(self, frame, clock):
         moment = utc_text(clock)
@@ -147,7 +150,9 @@ class SegmentFiles:
         segment.report['events'].append(record)
         segment.report['open_event'] = None
         segment.write_json()
+        self.changed()
 
     def finish(self, reason, snippets):
         if self.segment is not None:
             self.segment.close(reason)
+            self.changed()

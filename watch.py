@@ -11,6 +11,8 @@ one batch for the network; each camera's features go to its windows, events and 
 one camera), written in segments (segments.py) to
 
     <out_dir>/<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json, .csv, _i3d.npy, -<event HH-MM-SS.mmm>.mp4, events.jsonl
+    <out_dir>/index.html   the review page (page.py), rewritten when a segment starts or ends and after an event
+Retention (retention.py) deletes the oldest segments by keep_days and keep_gb, at the start and every minute.
 
 Standard output: live.py's JSON Lines, each with a "camera" field after its "type"; a camera's last is
 {"type": "end", "camera", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "reason"}. The log
@@ -35,6 +37,7 @@ from clips import ClipRecorder
 from dataset import FRAMES_PER_SNIPPET, DataError
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
+from page import write_page
 from repair import repair
 from scheduler import Scheduler
 from segments import SegmentFiles
@@ -107,7 +110,7 @@ class Feed:
                       'checkpoint': shared['checkpoint'], 'test_split_size': settings['test_split_size'],
                       'threshold': settings['threshold'], 'hop': settings['hop'], 'live': True}
             files = SegmentFiles(record['out_dir'], self.name, report, record['segment_minutes'] * 60,
-                                 record['features'], self.log)
+                                 record['features'], self.log, lambda: write_page(record['out_dir']))
             self.camera = Camera(self.name, self.fps, Windows(shared['model'], settings['test_split_size'],
                                                               settings['hop']),
                                  settings['threshold'], files, self.reader.recorder, f'watch.py: {self.name}: ',
@@ -143,15 +146,15 @@ class Feed:
 
 
 def enforce_retention(record, feeds):
-    """retention.enforce(out_dir, keep_days, keep_gb, active, log): the oldest whole segments deleted while older
-    than keep_days or while out_dir holds more than keep_gb; never those of active, the stems of the segments
-    being written."""
+    """retention.enforce(out_dir, keep_days, keep_gb, active, now, log): the oldest whole segments deleted while
+    older than keep_days or while out_dir holds more than keep_gb; never those of active, the stems of the
+    segments being written."""
     try:
         import retention
     except ImportError:  # retention.py (branch config) not merged yet
         return
     active = set().union(*(feed.camera.files.active() for feed in feeds if feed.camera is not None))
-    retention.enforce(record['out_dir'], record['keep_days'], record['keep_gb'], active,
+    retention.enforce(record['out_dir'], record['keep_days'], record['keep_gb'], active, time.time(),
                       lambda line: print(f'watch.py: {line}', file=sys.stderr))
 
 
