@@ -40,7 +40,7 @@ class Camera:
         self.name, self.fps, self.windows, self.files, self.recorder = name, fps, windows, files, recorder
         self.prefix, self.device, self.alerts = prefix, device, alerts
         self.events = Events(threshold)
-        self.pending = []          # (snippet, features) waiting for a window's score
+        self.pending = []          # (snippet without its frames, features) waiting for a window's score
         self.snippets = 0          # snippets taken
         self.written = 0           # frames given to files.rows
         self.dropped = 0           # of them, frames dropped or lost
@@ -68,7 +68,7 @@ class Camera:
         (numpy float32): score each window they complete."""
         for snippet, row, feature in zip(snippets, rows, torch.from_numpy(rows).to(self.device)):
             self.snippets += 1
-            self.pending.append((snippet, row))
+            self.pending.append((snippet._replace(frames=None), row))  # its pictures are not needed any more
             if self.windows.add(feature):
                 self.flush()
 
