@@ -103,7 +103,8 @@ class RunFiles:
             self.features.append(features)
         report = self.report
         if score == score:
-            report['max_score'] = float(score) if report['max_score'] is None else max(report['max_score'], float(score))
+            best = report['max_score']
+            report['max_score'] = float(score) if best is None else max(best, float(score))
         report.update(frames=end, start_utc=report['start_utc'] or utc_text(start_clock), end_utc=utc_text(end_clock))
         if time.monotonic() - self.json_written > JSON_EVERY:
             self.write_json()

@@ -3,8 +3,8 @@ every frame resized as the network takes it (video.resized), grouped into 16-fra
 
 Snippet k holds frames 16k .. 16k + 15, counted in decoding order from the stream's first frame. Each frame
 has a clock time (seconds since the epoch): for a file played in real time, the time its reading started plus
-its place on the stream's time axis (frame / fps); for any other source, the wall clock when it was decoded. What the queue
-hands out, in stream order: Snippet, Gap (frames that will never be scored: dropped to keep up, or lost to a
+its place on the stream's time axis (frame / fps); for any other source, the wall clock when it was decoded.
+What the queue hands out, in stream order: Snippet, Gap (frames that will never be scored: dropped to keep up, or lost to a
 reconnection) and, last, End. Two queue policies:
 - a file or a pipe (finite, and FFmpeg's reads wait for the writer) holds at most a few batches: decoding waits
   for the network, so memory stays flat and no frame is ever dropped;
@@ -12,8 +12,9 @@ reconnection) and, last, End. Two queue policies:
   for the network exceed max_lag seconds of video, less the network's time for its latest batch (so that a
   snippet's latency stays within max_lag and one batch), the oldest are dropped, a Gap in their place.
 A URL or a device that ends or breaks is reopened up to reconnect times (backing off 1, 2, 4 ... 30 s, counting
-again from the first try once frames flow; open_retrying retries the first opening the same way); the frames lost meanwhile, by the wall clock, become a Gap that
-ends on a snippet boundary, so that the frame count goes on. Packets FFmpeg cannot decode cost their frames only.
+again from the first try once frames flow; open_retrying retries the first opening the same way); the frames
+lost meanwhile, by the wall clock, become a Gap that ends on a snippet boundary, so that the frame count goes
+on. Packets FFmpeg cannot decode cost their frames only.
 """
 import math
 import threading
@@ -131,8 +132,8 @@ class SnippetReader:
     max_lag seconds); realtime: pace the frames at fps, as a camera delivers them; recorder: a
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
     recorder.renewed(new stream)); batch: snippets the network takes at a time. busy_seconds: the time spent
-    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the stream's own clock (for a live
-    source: video that waits before the decoder, which max_lag cannot drop).
+    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the
+    stream's own clock (for a live source: video that waits before the decoder, which max_lag cannot drop).
     """
 
     def __init__(self, source, input_format, container, stream, fps, live, realtime=False, max_lag=None,

@@ -283,7 +283,8 @@ def test_an_open_clip_holds_the_packets_its_writer_has_yet_to_take(tmp_path, mon
         recorder.packet(packet)
         recorder.frame(i, packet.pts)
         if i == 100:
-            recorder.start(100, str(tmp_path / 'cam-4.00s.mp4'))  # from the keyframe at or before frame 75, 70; frames < 101 taken
+            # from the keyframe at or before frame 75, 70; frames < 101 taken
+            recorder.start(100, str(tmp_path / 'cam-4.00s.mp4'))
     assert recorder.first == 100 and len(recorder.packets) == 200  # without the clip, from 250 on
     recorder.advance(250)
     recorder.packet(next(synthetic_packets(1, 10, start=300)))

@@ -23,7 +23,7 @@ from dataset import DataError
 from live import Scorer, build_parser, main
 from results import utc_seconds
 from windows import Windows
-from stream import Gap, Snippet, SnippetReader, open_source
+from stream import Snippet, SnippetReader, open_source
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
 FPS = 25
