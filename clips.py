@@ -11,7 +11,8 @@ elementary stream) are stamped with their demux position, and such frames with t
 the frame rate: right for streams without B-frames, as cameras send them.
 
 A clip is written by a thread of its own as its event's frames are confirmed, to '.<name>.part' beside it,
-and renamed when the event ends. No command line of its own.
+and renamed when the event ends; for watch.py a fragmented MP4, so that a clip cut short by a kill plays up to
+its last keyframe's fragment. No command line of its own.
 """
 import collections
 import functools
@@ -29,6 +30,9 @@ from dataset import DataError
 from video_out import h264_stream
 
 COPIED_CODECS = ('h264', 'hevc', 'mpeg4', 'av1', 'vp9')  # MP4 holds them and players play them: copied
+# a fragmented MP4, a fragment per keyframe: a clip cut short (the process killed) plays up to its last fragment
+# (its times are not shifted by an edit list: a stream with B-frames starts a few frames after 0)
+FRAGMENTED = {'movflags': 'frag_keyframe+empty_moov+default_base_moof', 'flush_packets': '1'}
 MAX_GOP = 30  # seconds: a stream with no keyframe this often (intra refresh) is held this far back at most
 
 Held = collections.namedtuple('Held', 'data pts dts duration key')  # a packet; times in the stream's time base
@@ -47,11 +51,11 @@ def packets_through(packets, shown_by, close=False):
     return count
 
 
-def copy_clip(path, batches, template, time_base):
+def copy_clip(path, batches, template, time_base, options):
     """Mux batches of held packets into an MP4 at path as they are, timestamps rebased so that the first
     packet (a keyframe) shows at 0. Left out: packets shown before it (an open GOP's leading frames, which
     need the GOP before) and packets whose dts does not increase (damaged data)."""
-    with av.open(path, 'w', format='mp4') as container:
+    with av.open(path, 'w', format='mp4', options=options) as container:
         stream = container.add_stream_from_template(template, opaque=True)
         start = last_dts = None
         for batch, _ in batches:
@@ -66,7 +70,7 @@ def copy_clip(path, batches, template, time_base):
                 last_dts = held.dts
 
 
-def encode_clip(path, batches, decoder, time_base, fps, first):
+def encode_clip(path, batches, decoder, time_base, fps, first, options):
     """Decode batches of held packets with a fresh decoder (decoder: the stream's codec name, extradata, width,
     height, pixel format) and encode the frames shown from pts first to each batch's bound into an MP4 at path
     (h264_stream), their times kept, rebased to start at 0. A packet that does not decode is left out."""
@@ -76,7 +80,7 @@ def encode_clip(path, batches, decoder, time_base, fps, first):
     if pix_fmt:
         decoder.pix_fmt = pix_fmt
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(path, 'w', format='mp4') as container:
+    with av.open(path, 'w', format='mp4', options=options) as container:
         encoder, last, bound = h264_stream(container, rate, width, height), -1, first
 
         def encode(frames):
@@ -147,13 +151,15 @@ class ClipRecorder:
     thread, one event at a time; a lock guards what they share, and each clip is written by a thread of its own.
     """
 
-    def __init__(self, stream, folder, name, fps, pre_roll, horizon):
+    def __init__(self, stream, fps, pre_roll, horizon, fragmented=False):
         """stream: the av.VideoStream being demuxed (its codec parameters are read here, once);
-        folder: where clips go; name: the output name; fps: the stream's frame rate (> 0); pre_roll: seconds
+        fragmented: write fragmented MP4s (FRAGMENTED), which a kill leaves playable;
+        fps: the stream's frame rate (> 0); pre_roll: seconds
         kept before an event's first frame; horizon: seconds of packets held at least (pre_roll + the lag of
         scores behind decoding), back to a keyframe; at most horizon + MAX_GOP."""
         context = stream.codec_context
-        self.folder, self.name, self.fps, self.pre_roll, self.horizon_seconds = folder, name, fps, pre_roll, horizon
+        self.fps, self.pre_roll, self.horizon_seconds, self.fragmented = fps, pre_roll, horizon, fragmented
+        self.options = FRAGMENTED if fragmented else {}
         self.copy = context.codec.canonical_name in COPIED_CODECS  # the format's name: av1, not libdav1d
         # a copy of the stream's codec parameters, on an output that is never written: the copied clips'
         # template, since the input may be closed (at its end, on a reconnection) before the scores start a clip
@@ -174,7 +180,7 @@ class ClipRecorder:
 
     def renewed(self, stream):
         """A recorder like this one for stream, a new connection's (whose timestamps start anew)."""
-        return ClipRecorder(stream, self.folder, self.name, self.fps, self.pre_roll, self.horizon_seconds)
+        return ClipRecorder(stream, self.fps, self.pre_roll, self.horizon_seconds, self.fragmented)
 
     # ------------------------------------------------------------------------------ reader thread
     def packet(self, packet):
@@ -229,19 +235,19 @@ class ClipRecorder:
         clip.top = max([clip.top] + [held.pts for held in taken])
         return taken, bound
 
-    def start(self, frame, start_time):
-        """An event starts at frame index `frame` (start_time seconds into the stream): open its clip, from the
-        keyframe at or before the pre-roll's first frame (copied) or that frame (encoded); the clip's path."""
-        path = os.path.join(self.folder, f'{self.name}-{start_time:.2f}s.mp4')
-        os.makedirs(self.folder, exist_ok=True)
+    def start(self, frame, path):
+        """An event starts at frame index `frame`: open its clip at path (its folder made), from the keyframe at or
+        before the pre-roll's first frame (copied) or that frame (encoded); path."""
+        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
         with self.lock:
             first = self.pts_of(max(0, frame - round(self.pre_roll * self.fps)))
             start = max([position for position, pts in self.keys if pts <= first], default=self.first)
             if self.copy:
-                write = functools.partial(copy_clip, template=self.template, time_base=self.time_base)
+                write = functools.partial(copy_clip, template=self.template, time_base=self.time_base,
+                                          options=self.options)
             else:
                 write = functools.partial(encode_clip, decoder=self.decoder, time_base=self.time_base,
-                                          fps=self.fps, first=first)
+                                          fps=self.fps, first=first, options=self.options)
             self.clip = Clip(path, write, start)
             self.clip.put(self.take(frame + 1))
         return path

@@ -15,178 +15,118 @@ used and no score is ever revised. A gap (frames dropped to keep up, or lost to 
 window: the snippets before it are scored as at the end of a stream, and the windows after it start afresh.
 
 Standard output: JSON Lines, one object per line, flushed at once (the log goes to standard error):
-    {"type": "score", "start_frame", "end_frame", "start_time", "end_time", "score", "latency"}
-    {"type": "event_start", "frame", "time", "score"}
-    {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "clip"}
-    {"type": "gap", "start_frame", "end_frame", "reason"}
-    {"type": "end", "frames", "snippets", "dropped_frames", "realtime_factor", "reason"}
-Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. latency:
-seconds from the decoding of the newest snippet's last frame to the line. realtime_factor: the stream's
-duration over the time spent decoding, extracting and scoring it (above 1 keeps up).
+    {"type": "score", "start_frame", "end_frame", "start_time", "end_time", "start_utc", "end_utc", "score",
+     "latency"}
+    {"type": "event_start", "frame", "time", "utc", "score"}
+    {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "start_utc",
+     "end_utc", "clip"}
+    {"type": "gap", "start_frame", "end_frame", "start_utc", "end_utc", "reason"}
+    {"type": "end", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "realtime_factor", "reason"}
+Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. Clock
+times (utc, start_utc, end_utc: ISO 8601 UTC with milliseconds, '2026-12-05T17:02:28.123Z') are those of the
+frames (stream.py): for a file played with --realtime, the start of the run plus the frame's time; else the
+wall clock when the frame was decoded; an end_utc is its last frame's, plus a frame. latency:
+seconds from the decoding of the newest snippet's last frame to the line. realtime_factor: how many times real
+time the slower of the two threads goes (the reader's video over its busy time, the network's snippets over its
+busy time); above 1, nothing needs dropping for want of speed.
 
 Written to --out-dir as the stream goes (named after --name: the file's stem, else 'stream'):
     <name>.csv        frame,time,score, appended and flushed as scores come (a dropped frame: an empty score)
-    <name>.json       detect.py's report, plus hop, dropped_frames, live, ended and each event's clip;
+    <name>.json       detect.py's report, plus hop, dropped_frames, live, ended, start_utc, end_utc and each
+                      event's clip, start_utc and end_utc;
                       rewritten atomically after each event, every few seconds, and at the end
     <name>_i3d.npy    the features of the snippets scored, [T, crops, 2048], written at the end (a growing
                       <name>_i3d.npy.part until then)
     clips/<name>-<start time>s.mp4   with --clips: each event, from --pre-roll seconds before it
     index.html        the review page of every result in the folder (page.py), after each event and at the end
+A name whose CSV, JSON or features are in --out-dir already (an earlier run's) is refused before any work:
+give another --name, or --overwrite to replace them.
 SIGINT or SIGTERM stops reading, scores what is complete, ends the open event and writes everything; a second
 one drops the snippets still waiting for the network. Exit status: 0, or 1 when the source broke (a URL or a
-device that ended or failed, after --reconnect tries), with one line saying why.
+device that ended or failed, after --reconnect tries), with one line saying why. A source that ends or fails
+before its first snippet writes nothing (a video shorter than a snippet is refused, as detect.py refuses it).
 """
 import argparse
 import json
 import math
 import os
 import signal
-import struct
 import sys
 import threading
 import time
 
 import numpy as np
-import torch
 
-from cli import check_positive, run
+from camera import Camera
+from cli import check_out_dir, check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
+from feature_file import FeatureFile
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
 from model import load_checkpoint
 from page import write_page
-from results import CSV_HEADER, Events, csv_rows, event_record
-from stream import BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, frame_rate, open_source, reopenable
-from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device
+from results import CSV_HEADER, csv_rows, utc_text
+from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
+                    reopenable)
+from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, too_short
 from windows import Windows
 
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
 STATUS_EVERY = 30.0       # seconds between the log's status lines
-NPY_HEADER = 128          # bytes of the growing feature file's header: room for any shape
 
 
 # ---------------------------------------------------------------------------------------------- files
-def npy_header(shape):
-    """A .npy (version 1.0) header of float32 [shape], padded to NPY_HEADER bytes."""
-    text = repr({'descr': '<f4', 'fortran_order': False, 'shape': tuple(shape)})
-    return b'\x93NUMPY\x01\x00' + struct.pack('<H', NPY_HEADER - 10) + text.ljust(NPY_HEADER - 11).encode() + b'\n'
+class RunFiles:
+    """What the run writes as scores come (camera.py's files): the CSV, the JSON report, the features, the
+    clips' paths."""
 
-
-class FeatureFile:
-    """<path> written row by row without holding the rows: <path>.part grows, its header is rewritten with the
-    final shape at close(), and it is renamed into place."""
-
-    def __init__(self, path, crops, feature_size):
-        self.path, self.tail, self.rows = path, (crops, feature_size), 0
-        os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-        self.file = open(path + '.part', 'wb')
-        self.file.write(npy_header((0, *self.tail)))
-
-    def append(self, rows):
-        self.file.write(np.ascontiguousarray(rows, np.float32).tobytes())
-        self.rows += len(rows)
-
-    def close(self):
-        """The file in place (when it holds a row); its path, or None."""
-        self.file.seek(0)
-        self.file.write(npy_header((self.rows, *self.tail)))
-        self.file.close()
-        if not self.rows:
-            os.remove(self.path + '.part')
-            return None
-        os.replace(self.path + '.part', self.path)
-        return self.path
-
-
-class Outputs:
-    """What the run writes as scores come: the JSON Lines, the CSV, the JSON report, the event clips."""
-
-    def __init__(self, args, name, fps, crops, recorder):
-        self.args, self.fps, self.recorder = args, fps, recorder
+    def __init__(self, args, name, fps, crops):
+        self.args, self.fps = args, fps
         self.stem = os.path.join(args.out_dir, name)
-        self.feature_file = self.stem + FEATURE_SUFFIX
-        self.report = {'video': args.source, 'features': self.feature_file, 'fps': fps, 'frames': 0, 'snippets': 0,
-                       'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
+        self.clips = os.path.join(args.out_dir, 'clips', name)
+        self.report = {'video': args.source, 'features': self.stem + FEATURE_SUFFIX, 'fps': fps, 'frames': 0,
+                       'snippets': 0, 'crops': crops, 'checkpoint': args.ckpt, 'test_split_size': args.test_split_size,
                        'threshold': args.threshold, 'max_score': None, 'events': [], 'hop': args.hop,
-                       'dropped_frames': 0, 'live': True, 'ended': False, 'cwd': os.getcwd()}
-        self.events = Events(args.threshold)
-        self.clip = None           # the open event's clip
-        self.last = None           # (frame after the last scored snippet, its score)
-        self.written = 0           # frames with a CSV row
+                       'dropped_frames': 0, 'live': True, 'ended': False, 'start_utc': None, 'end_utc': None,
+                       'cwd': os.getcwd()}
         self.json_written = 0.0    # time.monotonic() of the last JSON
         os.makedirs(args.out_dir, exist_ok=True)
+        self.features = FeatureFile(self.stem + FEATURE_SUFFIX, crops, I3D_FEATURE_SIZE)
         self.csv = open(self.stem + '.csv', 'w')
         self.csv.write(CSV_HEADER)
         self.csv.flush()
         self.write_json()
 
-    def line(self, record):
-        print(json.dumps(record), flush=True)
-
-    def rows(self, first, scores):
-        """CSV rows of frames first .. first + len(scores) - 1, and the events they start or end."""
-        self.csv.write(csv_rows(first, scores, self.fps))
+    def rows(self, first, end, score, start_clock, end_clock, features):
+        """The CSV's rows of frames first .. end - 1 (score NaN: an empty field), the features."""
+        self.csv.write(csv_rows(first, np.full(end - first, score, np.float32), self.fps))
         self.csv.flush()
-        self.written = first + len(scores)
-        self.report['frames'] = self.written
-        changed = self.changes(self.events.add(first, scores))
-        if self.clip is not None:
-            self.recorder.advance(self.written)
-        if changed or time.monotonic() - self.json_written > JSON_EVERY:
-            self.write_json(page=changed)
-
-    def score(self, first_snippet, n, score, decoded_at):
-        """A window's score on its n snippets from first_snippet: the score line, the rows, the events."""
-        start, end = FRAMES_PER_SNIPPET * first_snippet, FRAMES_PER_SNIPPET * (first_snippet + n)
-        self.line({'type': 'score', 'start_frame': start, 'end_frame': end, 'start_time': round(start / self.fps, 4),
-                   'end_time': round(end / self.fps, 4), 'score': float(score),
-                   'latency': round(time.monotonic() - decoded_at, 4)})
-        best = self.report['max_score']
-        self.report['max_score'] = float(score) if best is None else max(best, float(score))
-        self.last = (end, score)
-        self.rows(start, np.full(end - start, score, np.float32))
+        if features is not None:
+            self.features.append(features)
+        report = self.report
+        if score == score:
+            best = report['max_score']
+            report['max_score'] = float(score) if best is None else max(best, float(score))
+        report.update(frames=end, start_utc=report['start_utc'] or utc_text(start_clock), end_utc=utc_text(end_clock))
+        if time.monotonic() - self.json_written > JSON_EVERY:
+            self.write_json()
 
     def gap(self, gap):
-        """Frames that will never be scored: the gap line, empty rows, an open event ended at the gap."""
-        self.changes(self.events.end(gap.start_frame))
-        self.line({'type': 'gap', **gap._asdict()})
         self.report['dropped_frames'] += gap.end_frame - gap.start_frame
-        self.rows(gap.start_frame, np.full(gap.end_frame - gap.start_frame, np.nan, np.float32))
 
-    def changes(self, changes):
-        """Write the event lines of changes (Events.add's); True if there were any."""
-        for change in changes:
-            if change[0] == 'start':
-                _, frame, score = change
-                time_ = round(frame / self.fps, 4)
-                self.line({'type': 'event_start', 'frame': frame, 'time': time_, 'score': score})
-                print(f'event at {time_:.1f} s (score {score:.2f})', file=sys.stderr)
-                if self.recorder is not None:
-                    self.clip = self.recorder.start(frame, frame / self.fps)
-            else:
-                _, start, end, peak = change
-                clip, self.clip = self.clip, None
-                if clip is not None:
-                    try:
-                        self.recorder.stop(end)
-                    except DataError as e:  # a clip that cannot be written (a full disk) costs the clip only
-                        print(f'live.py: warning: {e}', file=sys.stderr)
-                        clip = None
-                record = {**event_record(start, end, peak, self.fps), 'clip': clip}
-                self.report['events'].append(record)
-                self.line({'type': 'event_end', **record})
-                print(f'event {start / self.fps:.1f} s - {end / self.fps:.1f} s, peak {peak:.2f}'
-                      f'{f", clip {clip}" if clip else ""}', file=sys.stderr)
-        return bool(changes)
+    def clip_path(self, frame, clock):
+        path = f'{self.clips}-{frame / self.fps:.2f}s.mp4'
+        return path, path
 
-    def finish(self, frames, snippets):
-        """The end of the stream at frames: the frames after the last scored snippet carry its score (none after a
-        gap, or when no snippet was scored), the open event ends, the JSON is written."""
-        if frames > self.written:  # the last scored snippet's score, if they follow it; else none
-            score = self.last[1] if self.last is not None and self.last[0] == self.written else np.nan
-            self.rows(self.written, np.full(frames - self.written, score, np.float32))
-        self.changes(self.events.end(self.written))
+    def event_start(self, start):
+        self.write_json(page=True)
+
+    def event_end(self, record):
+        self.report['events'].append({k: v for k, v in record.items() if k != 'reason'})
+        self.write_json(page=True)
+
+    def finish(self, reason, snippets):
         self.csv.close()
-        self.report.update(snippets=snippets, ended=True)
+        self.report.update(snippets=snippets, ended=True, features=self.features.close())
         self.write_json(page=True)
 
     def write_json(self, page=False):
@@ -199,12 +139,16 @@ class Outputs:
 
 # ---------------------------------------------------------------------------------------------- the run
 class Scorer:
-    """The main thread's work: the network on the snippets as they come, the windows' scores, the outputs."""
+    """The main thread's work: the network on the snippets as they come, each batch's features to the camera
+    (camera.py: the windows' scores, the events, the clips, the files).
 
-    def __init__(self, extract, windows, outputs, features, device, max_lag):
-        self.extract, self.windows, self.outputs, self.features = extract, windows, outputs, features
-        self.device, self.max_lag, self.fps = device, max_lag, outputs.fps
-        self.snippets, self.newest, self.work = 0, None, 0.0  # snippets scored, the latest, seconds of work
+    The camera and its files are made by open_camera() at the first snippet or gap: a source that ends or fails
+    before its first snippet leaves nothing written."""
+
+    def __init__(self, extract, open_camera, fps, max_lag):
+        self.extract, self.open_camera, self.fps, self.max_lag = extract, open_camera, fps, max_lag
+        self.camera = None
+        self.work = 0.0  # seconds of the network's work
         self.network_seconds = 0.0  # the latest batch's
 
     def run(self, reader, batch, stopping):
@@ -213,65 +157,78 @@ class Scorer:
         while True:
             items = reader.get(batch, timeout=1.0)
             if not items and stopping.is_set():
-                return End(self.outputs.written, 'stopped', False)
+                return End(self.camera.written if self.camera else 0, 'stopped', False)
             if items and isinstance(items[0], End):
                 return items[0]
+            if items and self.camera is None:
+                self.camera = self.open_camera()
             if items and isinstance(items[0], Gap):
                 self.gap(items[0])
-                if self.outputs.recorder is not reader.recorder:  # a reconnection: the new stream's recorder
-                    self.outputs.recorder = reader.recorder
+                self.camera.recorder = reader.recorder  # after a reconnection, the new stream's
             elif items:
                 self.score(items)
                 reader.network_seconds = self.network_seconds
-            if time.monotonic() - status_at > STATUS_EVERY:
+            if time.monotonic() - status_at > STATUS_EVERY and self.camera is not None:
                 status_at = time.monotonic()
-                report = self.outputs.report
-                print(f'live.py: {self.outputs.written / self.fps:.0f} s scored, {self.snippets} snippets, '
-                      f'{report["dropped_frames"] / self.fps:.0f} s dropped, {len(report["events"])} events'
-                      f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
-                      file=sys.stderr)
+                self.status(reader)
+
+    def status(self, reader):
+        """The log's status line: the frames written so far are those scored and those dropped (or lost)."""
+        camera = self.camera
+        scored = camera.written - camera.dropped
+        print(f'live.py: {camera.written / self.fps:.0f} s written: {scored / self.fps:.0f} s scored '
+              f'({scored // FRAMES_PER_SNIPPET} snippets), {camera.dropped / self.fps:.0f} s dropped; '
+              f'{len(camera.files.report["events"])} events'
+              f'{f"; decoding {max(0.0, reader.behind):.0f} s behind real time" if reader.live else ""}',
+              file=sys.stderr)
 
     def score(self, snippets):
         """Extract a batch of snippets, and score each window they complete."""
         tick = time.monotonic()
         rows = self.extract(np.concatenate([snippet.frames for snippet in snippets]))
         self.network_seconds = time.monotonic() - tick
-        self.features.append(rows)
-        for self.newest, row in zip(snippets, torch.from_numpy(rows).to(self.device)):
-            self.snippets += 1
-            if self.windows.add(row):
-                self.flush()
+        self.camera.add(snippets, rows)
         self.work += time.monotonic() - tick
-
-    def flush(self):
-        """Score the snippets waiting for a window (the newest last), as at the end of a stream."""
-        if self.windows.new:
-            score, n = self.windows.score()
-            self.outputs.score(self.newest.index - n + 1, n, score, self.newest.decoded_at)
 
     def gap(self, gap):
         """Frames never scored: the snippets before are scored as at an end, the windows start afresh."""
-        self.flush()
-        self.windows.restart()
-        self.outputs.gap(gap)
+        self.camera.gap(gap)
         if gap.reason == 'behind':
             print(f'live.py: {(gap.end_frame - gap.start_frame) / self.fps:.1f} s of video dropped (frames '
                   f'{gap.start_frame} - {gap.end_frame}): the network is more than {self.max_lag:g} s behind real '
                   f'time', file=sys.stderr)
 
-    def finish(self, end, decoding_seconds):
-        """Score what waits, write the features, the CSV's last rows, the JSON and the end line."""
-        self.flush()
-        outputs = self.outputs
-        outputs.report['features'] = self.features.close()
-        outputs.finish(max(end.frames, outputs.written), self.snippets)
-        duration, busy = outputs.written / self.fps, decoding_seconds + self.work
-        outputs.line({'type': 'end', 'frames': outputs.written, 'snippets': self.snippets,
-                      'dropped_frames': outputs.report['dropped_frames'],
-                      'realtime_factor': round(duration / busy, 3) if busy else None, 'reason': end.reason})
-        written = [outputs.stem + '.csv', outputs.stem + '.json', outputs.report['features']]
-        print(f'live.py: {end.reason}: {outputs.written} frames ({duration:.1f} s), {self.snippets} snippets, '
-              f'{len(outputs.report["events"])} events; written {", ".join(filter(None, written))}', file=sys.stderr)
+    def realtime_factor(self, reader):
+        """How many times real time the run goes: the slower of its two threads, which run side by side (the
+        reader: the video it decoded over its busy time; the network: the snippets it scored over its busy
+        time). Above 1: nothing needs dropping for want of speed. None before any work."""
+        snippets = self.camera.snippets if self.camera else 0
+        speeds = [seconds / busy for seconds, busy in
+                  ((reader.decoded / self.fps, reader.busy_seconds),
+                   (snippets * FRAMES_PER_SNIPPET / self.fps, self.work)) if busy > 0]
+        return round(min(speeds), 3) if speeds else None
+
+    def finish(self, end, reader):
+        """Score what waits, write the features, the CSV's last rows, the JSON and the end line. A run that wrote
+        nothing (no snippet came) raises DataError when the source failed or was shorter than a snippet."""
+        camera = self.camera
+        if camera is None:
+            if end.failed:
+                raise DataError(f'{end.reason}; nothing written')
+            if end.reason != 'stopped':
+                raise DataError(f'{too_short(reader.source, end.frames)}; nothing written')
+            print('live.py: stopped before the first snippet; nothing written', file=sys.stderr)
+            return
+        camera.finish(max(end.frames, camera.written), 'stopped' if end.reason == 'stopped' else 'end of stream')
+        report = camera.files.report
+        camera.line({'type': 'end', 'frames': camera.written, 'start_utc': report['start_utc'],
+                     'end_utc': report['end_utc'], 'snippets': camera.snippets, 'dropped_frames': camera.dropped,
+                     'realtime_factor': self.realtime_factor(reader), 'reason': end.reason})
+        stem = camera.files.stem
+        written = [stem + '.csv', stem + '.json', report['features']]
+        print(f'live.py: {end.reason}: {camera.written} frames ({camera.written / self.fps:.1f} s), '
+              f'{camera.snippets} snippets, {len(report["events"])} events; written '
+              f'{", ".join(filter(None, written))}', file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- the script
@@ -292,14 +249,25 @@ def check_flags(args):
         raise DataError(f'--reconnect must be 0 or more, got {args.reconnect}')
     if args.fps is not None and not 0 < args.fps < math.inf:
         raise DataError(f'--fps must be a positive number of frames per second, got {args.fps}')
+    check_input_format(args.format)
+    check_out_dir(args.out_dir, '--out-dir')
 
 
 def output_name(args):
+    """The outputs' name; DataError when an earlier run's outputs have it (unless --overwrite)."""
     if args.name:
         if os.path.basename(args.name) != args.name or args.name in ('.', '..'):
             raise DataError(f'--name {args.name}: a file name, without a folder')
-        return args.name
-    return os.path.splitext(os.path.basename(args.source))[0] if os.path.isfile(args.source) else 'stream'
+        name = args.name
+    else:
+        name = os.path.splitext(os.path.basename(args.source))[0] if os.path.isfile(args.source) else 'stream'
+    stem = os.path.join(args.out_dir, name)
+    taken = [path for path in (stem + '.csv', stem + '.json', stem + FEATURE_SUFFIX, stem + FEATURE_SUFFIX + '.part')
+             if os.path.exists(path)]
+    if taken and not args.overwrite:
+        raise DataError(f'{taken[0]} exists, an earlier run\'s: give another --name, or --overwrite to replace '
+                        f'that run\'s outputs')
+    return name
 
 
 def main(args):
@@ -311,7 +279,30 @@ def main(args):
     if feature_size != I3D_FEATURE_SIZE:
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score video')
-    container, stream = open_source(args.source, args.format)  # before the weights: a wrong source is said at once
+    stopping, readers = threading.Event(), []  # readers: the run's reader, once there is one
+
+    def on_signal(signum, _):
+        for reader in readers:
+            if stopping.is_set():
+                reader.drop_waiting('stopped')  # the second signal: stop at once
+            reader.stop()
+        stopping.set()
+        print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
+
+    handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        score_source(args, device, name, model, stopping, readers)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def score_source(args, device, name, model, stopping, readers):
+    """Open the source (with --reconnect, a URL or a device that does not answer yet is tried again), read it
+    in a thread of its own (appended to readers) and score it until it ends or stopping is set."""
+    retries = args.reconnect if reopenable(args.source, args.format) else 0
+    container, stream = open_retrying(args.source, args.format, retries, stopping,  # before the weights: a
+                                      lambda line: print(f'live.py: {line}', file=sys.stderr))  # wrong source at once
     extract = Extractor(load_i3d(args.weights, device), args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
@@ -324,35 +315,27 @@ def main(args):
     if args.clips:
         from clips import ClipRecorder
         queued = max_lag or BACKLOG * batch * FRAMES_PER_SNIPPET / fps  # the most video waiting for the network
-        recorder = ClipRecorder(stream, os.path.join(args.out_dir, 'clips'), name, fps, args.pre_roll,
-                                horizon=args.pre_roll + queued + window_seconds + 10)
+        recorder = ClipRecorder(stream, fps, args.pre_roll, horizon=args.pre_roll + queued + window_seconds + 10)
     print(f'live.py: {args.source}: {stream.codec_context.width} x {stream.codec_context.height} at {fps:g} fps; '
           f'{args.crops}-crop features, windows of {args.test_split_size} snippets every {args.hop} '
           f'({args.hop * FRAMES_PER_SNIPPET / fps:.2f} s); {"live" if live else "finite"}'
           f'{f", dropping past {max_lag:g} s behind" if max_lag else ""}', file=sys.stderr)
 
-    outputs = Outputs(args, name, fps, args.crops, recorder)
+    def open_camera():
+        return Camera(None, fps, Windows(model, args.test_split_size, args.hop), args.threshold,
+                      RunFiles(args, name, fps, args.crops), reader.recorder, 'live.py: ', device)
+
     reader = SnippetReader(args.source, args.format, container, stream, fps, live, args.realtime, max_lag,
                            args.reconnect, recorder, batch)
-    scorer = Scorer(extract, Windows(model, args.test_split_size, args.hop), outputs,
-                    FeatureFile(outputs.feature_file, args.crops, I3D_FEATURE_SIZE), device, max_lag)
-    stopping = threading.Event()
-
-    def on_signal(signum, _):
-        if stopping.is_set():
-            reader.drop_waiting('stopped')  # the second signal: stop at once
-        stopping.set()
+    readers.append(reader)
+    if stopping.is_set():  # a signal while the source was opened
         reader.stop()
-        print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
-
-    handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    scorer = Scorer(extract, open_camera, fps, max_lag)
     end = End(0, 'failed', True)  # until the loop ends: what an error leaves is written all the same
     try:
         end = scorer.run(reader, batch, stopping)
     finally:
-        scorer.finish(end, reader.busy_seconds)
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
+        scorer.finish(end, reader)
     if end.failed:
         raise DataError(f'{end.reason}; everything scored is written')
 
@@ -375,6 +358,8 @@ def build_parser():
                         help='an event is a run of frames scored >= this (default: %(default)s)')
     parser.add_argument('--out-dir', default='results/live', help='where the outputs go (default: %(default)s)')
     parser.add_argument('--name', help="the outputs' name (default: the file's stem, else 'stream')")
+    parser.add_argument('--overwrite', action='store_true',
+                        help="replace an earlier run's outputs of the same name (without it, such a name is refused)")
     parser.add_argument('--format', help="FFmpeg's input format for the source, e.g. v4l2, mpegts (default: probed)")
     parser.add_argument('--fps', type=float, help="frames per second of the time axis (default: the stream's own)")
     parser.add_argument('--realtime', action='store_true',
@@ -384,7 +369,8 @@ def build_parser():
                              f'(default: {LIVE_MAX_LAG:g} for a URL, a device or --realtime; never for a file or '
                              'a pipe)')
     parser.add_argument('--reconnect', type=int, default=0,
-                        help='tries to reopen a URL or a device that ends or breaks, backing off 1, 2, 4 ... 30 s '
+                        help='tries to reopen a URL or a device that ends or breaks, or to open one that does not '
+                             'answer at the start, backing off 1, 2, 4 ... 30 s '
                              '(default: %(default)s)')
     parser.add_argument('--clips', action='store_true', help='save each event as <out-dir>/clips/<name>-<time>s.mp4')
     parser.add_argument('--pre-roll', type=float, default=5.0,

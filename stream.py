@@ -1,8 +1,10 @@
 """A stream of snippets for live.py: a file, a pipe, a URL or a capture device decoded by a thread of its own,
 every frame resized as the network takes it (video.resized), grouped into 16-frame snippets and queued.
 
-Snippet k holds frames 16k .. 16k + 15, counted in decoding order from the stream's first frame. What the queue
-hands out, in stream order: Snippet, Gap (frames that will never be scored: dropped to keep up, or lost to a
+Snippet k holds frames 16k .. 16k + 15, counted in decoding order from the stream's first frame. Each frame
+has a clock time (seconds since the epoch): for a file played in real time, the time its reading started plus
+its place on the stream's time axis (frame / fps); for any other source, the wall clock when it was decoded.
+What the queue hands out, in stream order: Snippet, Gap (frames that will never be scored: dropped to keep up, or lost to a
 reconnection) and, last, End. Two queue policies:
 - a file or a pipe (finite, and FFmpeg's reads wait for the writer) holds at most a few batches: decoding waits
   for the network, so memory stays flat and no frame is ever dropped;
@@ -10,8 +12,9 @@ reconnection) and, last, End. Two queue policies:
   for the network exceed max_lag seconds of video, less the network's time for its latest batch (so that a
   snippet's latency stays within max_lag and one batch), the oldest are dropped, a Gap in their place.
 A URL or a device that ends or breaks is reopened up to reconnect times (backing off 1, 2, 4 ... 30 s, counting
-again from the first try once frames flow); the frames lost meanwhile, by the wall clock, become a Gap that
-ends on a snippet boundary, so that the frame count goes on. Packets FFmpeg cannot decode cost their frames only.
+again from the first try once frames flow; open_retrying retries the first opening the same way); the frames
+lost meanwhile, by the wall clock, become a Gap that ends on a snippet boundary, so that the frame count goes
+on. Packets FFmpeg cannot decode cost their frames only.
 """
 import math
 import threading
@@ -35,12 +38,22 @@ class Snippet(NamedTuple):
     index: int            # frames 16 index .. 16 index + 15
     frames: np.ndarray    # uint8 [16, 256, 340, 3]
     decoded_at: float     # time.monotonic() when its last frame was decoded
+    start_clock: float    # the clock time of its first frame (seconds since the epoch, see SnippetReader)
+    end_clock: float      # the clock time of its last frame, plus a frame (1 / fps)
 
 
 class Gap(NamedTuple):
     start_frame: int
     end_frame: int        # exclusive, a multiple of 16
     reason: str
+    start_clock: float    # the clock times of start_frame and end_frame (as Snippet's)
+    end_clock: float
+
+
+def snippet_gap(snippet, reason):
+    """The Gap of a snippet that will never be scored."""
+    start = FRAMES_PER_SNIPPET * snippet.index
+    return Gap(start, start + FRAMES_PER_SNIPPET, reason, snippet.start_clock, snippet.end_clock)
 
 
 class End(NamedTuple):
@@ -55,6 +68,36 @@ def reopenable(source, input_format=None):
         or input_format in DEVICE_FORMATS
 
 
+def backoff_seconds(failures):
+    """The wait before the next try to open a source that failed `failures` times in a row: 1, 2, 4 ... 30 s."""
+    return min(30, 2 ** failures)
+
+
+def check_input_format(input_format):
+    """DataError unless FFmpeg knows input_format (None: probed) as an input format."""
+    if input_format is None:
+        return
+    try:
+        av.ContainerFormat(input_format, 'r')
+    except ValueError:
+        raise DataError(f'--format {input_format}: not an input format this FFmpeg knows (e.g. mpegts, v4l2, '
+                        f'rtsp; `ffmpeg -demuxers` lists them)')
+
+
+def open_retrying(source, input_format, retries, stopping, log):
+    """open_source, tried again up to `retries` times after a failure (a camera still booting), backing off as a
+    reconnection does, until stopping (a threading.Event) is set; log(line) hears of each failure. The last
+    failure's DataError when every try failed."""
+    for failures in range(retries + 1):
+        try:
+            return open_source(source, input_format)
+        except DataError as e:
+            if failures == retries or stopping.is_set():
+                raise DataError(f'{e}' + (f'; {retries} more tries failed' if retries else '')) from None
+            log(f'{e}; trying again in {backoff_seconds(failures)} s ({failures + 1} of {retries})')
+            stopping.wait(backoff_seconds(failures))
+
+
 def open_source(source, input_format=None):
     """(container, its first video stream) of a file, '-' (standard input), a URL or a device; DataError naming
     the source and FFmpeg's reason when it does not open or holds no video."""
@@ -66,6 +109,8 @@ def open_source(source, input_format=None):
         raise DataError(f'{source}: cannot be opened ({getattr(e, "strerror", None) or e})')
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         raise DataError(f'{source}: cannot be opened ({e.strerror})')
+    except ValueError as e:  # an unknown --format (check_input_format says it before any work)
+        raise DataError(f'--format {input_format}: {e}')
     if not container.streams.video:
         container.close()
         raise DataError(f'{source}: no video stream in it')
@@ -87,8 +132,8 @@ class SnippetReader:
     max_lag seconds); realtime: pace the frames at fps, as a camera delivers them; recorder: a
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
     recorder.renewed(new stream)); batch: snippets the network takes at a time. busy_seconds: the time spent
-    decoding and resizing so far; behind: how far the decoding lags the stream's own clock (for a live
-    source: video that waits before the decoder, which max_lag cannot drop).
+    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the
+    stream's own clock (for a live source: video that waits before the decoder, which max_lag cannot drop).
     """
 
     def __init__(self, source, input_format, container, stream, fps, live, realtime=False, max_lag=None,
@@ -102,7 +147,7 @@ class SnippetReader:
         self.waiting = 0  # snippets in items
         self.condition = threading.Condition()
         self.stopping = threading.Event()
-        self.busy_seconds = 0.0
+        self.busy_seconds, self.decoded = 0.0, 0
         self.behind = 0.0  # seconds the decoding lags the stream's clock (a live source's frames pile up before it)
         self.thread = threading.Thread(target=self.run, args=(container, stream), daemon=True)
         self.thread.start()
@@ -132,8 +177,8 @@ class SnippetReader:
     def drop_waiting(self, reason):
         """Replace every snippet still waiting by a Gap (the second signal: stop at once)."""
         with self.condition:
-            self.items = deque(self.merged(Gap(16 * item.index, 16 * item.index + 16, reason)
-                                           if isinstance(item, Snippet) else item for item in self.items))
+            self.items = deque(self.merged(snippet_gap(item, reason) if isinstance(item, Snippet) else item
+                                           for item in self.items))
             self.waiting = 0
 
     # -------------------------------------------------------------------------------------- the thread
@@ -155,7 +200,7 @@ class SnippetReader:
         items = []
         for item in self.items:
             if n and isinstance(item, Snippet):
-                item, n = Gap(16 * item.index, 16 * item.index + 16, 'behind'), n - 1
+                item, n = snippet_gap(item, 'behind'), n - 1
                 self.waiting -= 1
             items.append(item)
         self.items = deque(self.merged(items))
@@ -166,7 +211,7 @@ class SnippetReader:
         for item in items:
             if (out and isinstance(item, Gap) and isinstance(out[-1], Gap) and out[-1].end_frame == item.start_frame
                     and out[-1].reason == item.reason):
-                out[-1] = out[-1]._replace(end_frame=item.end_frame)
+                out[-1] = out[-1]._replace(end_frame=item.end_frame, end_clock=item.end_clock)
             else:
                 out.append(item)
         return out
@@ -176,16 +221,20 @@ class SnippetReader:
         try:
             while end is None:
                 frames, broke = self.read(container, stream, frames)
+                self.container_format = container.format.name
                 container.close()
                 if self.stopping.is_set():
                     end = End(frames, 'stopped', False)
                 elif not broke and not reopenable(self.source, self.input_format):
                     end = End(frames, 'end of stream', False)
                 else:
-                    lost_from, since = frames, time.monotonic()
+                    lost_from, since, since_clock = frames, time.monotonic(), time.time()
                     container = None
+                    if broke and not reopenable(self.source, self.input_format):
+                        end = End(frames, self.broken_file(container, frames, broke), True)
+                        continue
                     while container is None and failures < self.reconnect and not self.stopping.is_set():
-                        time.sleep(min(30, 2 ** failures))
+                        self.stopping.wait(backoff_seconds(failures))
                         failures += 1
                         try:
                             container, stream = open_source(self.source, self.input_format)
@@ -200,16 +249,25 @@ class SnippetReader:
                     lost = math.ceil((time.monotonic() - since) * self.fps)
                     first = lost_from // FRAMES_PER_SNIPPET * FRAMES_PER_SNIPPET
                     frames = -(-(lost_from + lost) // FRAMES_PER_SNIPPET) * FRAMES_PER_SNIPPET
-                    self.put(Gap(first, frames, f'reconnected after: {broke or "the stream ended"}'))
+                    self.put(Gap(first, frames, f'reconnected after: {broke or "the stream ended"}',
+                                 since_clock - (lost_from - first) / self.fps, time.time()))
                     failures = 0
         except Exception as e:  # a bug, not the source: end the run with what is scored so far
             end = End(frames, f'{self.source}: reading stopped ({e.__class__.__name__}: {e})', True)
         self.put(end)
 
+    def broken_file(self, container, frames, broke):
+        """Why a file or a pipe that broke off ended the run."""
+        if self.source == '-' and not frames and self.container_format.startswith('mov,'):
+            return ('-: an MP4 whose index (moov atom) is at its end cannot be read from a pipe: pass the file '
+                    'itself, or remux it to MPEG-TS (ffmpeg -i in.mp4 -c copy -f mpegts -)')
+        return f'{self.source}: the stream {broke}'
+
     def read(self, container, stream, frames):
         """Decode container until it ends, breaks or stop(); returns (frames counted, why it broke or '')."""
         buffer = np.empty((FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
-        first, started = frames, time.monotonic()
+        first, started, started_clock = frames, time.monotonic(), time.time()
+        snippet_clock = None  # the clock time of the snippet's first frame
         try:
             for packet in container.demux(stream):
                 if self.recorder is not None and packet.size:
@@ -224,12 +282,18 @@ class SnippetReader:
                         return frames, ''
                     if self.recorder is not None:
                         self.recorder.frame(frames, frame.pts)
+                    # a file played in real time: its own clock from the start; else the wall clock at decoding
+                    clock = started_clock + (frames - first) / self.fps if self.realtime else time.time()
+                    if frames % FRAMES_PER_SNIPPET == 0:
+                        snippet_clock = clock
                     buffer[frames % FRAMES_PER_SNIPPET] = resized(frame)
                     frames += 1
+                    self.decoded += 1
                     now = time.monotonic()
                     self.busy_seconds += now - tick
                     if frames % FRAMES_PER_SNIPPET == 0:
-                        self.put(Snippet(frames // FRAMES_PER_SNIPPET - 1, buffer.copy(), now))
+                        self.put(Snippet(frames // FRAMES_PER_SNIPPET - 1, buffer.copy(), now,
+                                         snippet_clock, clock + 1 / self.fps))
                     self.behind = now - started - (frames - first) / self.fps
                     if self.realtime:  # the next frame is due (frames - first) / fps after the first
                         time.sleep(max(0.0, -self.behind))

@@ -84,7 +84,7 @@ def record(path, folder, events, lag=6, horizon=PRE_ROLL + 2, stop=True):
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = 'AUTO'
-        recorder = ClipRecorder(stream, str(folder), 'cam', FPS, PRE_ROLL, horizon)
+        recorder = ClipRecorder(stream, FPS, PRE_ROLL, horizon)
 
         def read():
             index = 0
@@ -103,7 +103,7 @@ def record(path, folder, events, lag=6, horizon=PRE_ROLL + 2, stop=True):
             scored = index - lag
             for start, end in events:
                 if scored == start:
-                    paths.append(recorder.start(start, start / FPS))
+                    paths.append(recorder.start(start, str(folder / f'cam-{start / FPS:.2f}s.mp4')))
                 elif start < scored < end - 1 and scored % 4 == 0:
                     recorder.advance(scored + 1)
                 elif scored == end - 1 and (stop or end != events[-1][1]):
@@ -229,14 +229,14 @@ def test_a_clip_may_start_after_the_input_closed_on_a_recorder_started_mid_strea
     frames, _, _, keys = source(video)
     with av.open(video) as container:
         stream = container.streams.video[0]
-        recorder = ClipRecorder(stream, str(tmp_path / 'clips'), 'cam', FPS, PRE_ROLL, 10.0)
+        recorder = ClipRecorder(stream, FPS, PRE_ROLL, 10.0)
         index = 1000
         for packet in container.demux(stream):
             recorder.packet(packet)
             for frame in packet.decode():
                 recorder.frame(index, frame.pts)
                 index += 1
-    path = recorder.start(1060, 42.4)
+    path = recorder.start(1060, str(tmp_path / 'clips' / 'cam-42.40s.mp4'))
     assert recorder.stop(1080) == path == str(tmp_path / 'clips' / 'cam-42.40s.mp4')
     assert_frames(clip_content(path)[1], frames, keyframe_before(keys, 60 - 25), 79)
 
@@ -254,7 +254,7 @@ def synthetic_packets(n, gop, start=0):
 def synthetic_recorder(tmp_path, horizon):
     """A ClipRecorder of an H.264 stream in MPEG-TS (time base 1/90000), to be fed synthetic packets."""
     with av.open(encode(tmp_path / 'in.ts', 'libx264', n_frames=10, format='mpegts')) as container:
-        return ClipRecorder(container.streams.video[0], str(tmp_path), 'cam', FPS, PRE_ROLL, horizon)
+        return ClipRecorder(container.streams.video[0], FPS, PRE_ROLL, horizon)
 
 
 @pytest.mark.parametrize('gop', [45, 0])
@@ -273,7 +273,7 @@ def test_held_packets_span_the_horizon_back_to_a_keyframe(tmp_path, gop):
 def test_an_open_clip_holds_the_packets_its_writer_has_yet_to_take(tmp_path, monkeypatch):
     taken = []
 
-    def write(path, batches, template, time_base):
+    def write(path, batches, template, time_base, options):
         taken.extend(held.pts * FPS // 90000 for batch, _ in batches for held in batch)
         open(path, 'wb').close()
 
@@ -283,7 +283,8 @@ def test_an_open_clip_holds_the_packets_its_writer_has_yet_to_take(tmp_path, mon
         recorder.packet(packet)
         recorder.frame(i, packet.pts)
         if i == 100:
-            recorder.start(100, 4.0)  # from the keyframe at or before frame 75, 70; frames < 101 taken
+            # from the keyframe at or before frame 75, 70; frames < 101 taken
+            recorder.start(100, str(tmp_path / 'cam-4.00s.mp4'))
     assert recorder.first == 100 and len(recorder.packets) == 200  # without the clip, from 250 on
     recorder.advance(250)
     recorder.packet(next(synthetic_packets(1, 10, start=300)))

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import av
 import numpy as np
@@ -19,9 +20,10 @@ import torch
 
 from conftest import REPO, run_script
 from dataset import DataError
-from live import build_parser, main
+from live import Scorer, build_parser, main
+from results import utc_seconds
 from windows import Windows
-from stream import Gap, Snippet, SnippetReader, open_source
+from stream import Snippet, SnippetReader, open_source
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
 FPS = 25
@@ -131,7 +133,7 @@ def test_pipe_with_hop_equal_to_window_is_detect_and_extract_features(stream_set
                WINDOW, '--threshold', repr(threshold), '--out-dir', 'detected', '--device', 'cpu', cwd=root)
     assert (out / 'cam.csv').read_text() == (root / 'detected' / 'cam.csv').read_text()
     report, detected = json.load(open(out / 'cam.json')), json.load(open(root / 'detected' / 'cam.json'))
-    assert report['events'] and [{k: v for k, v in e.items() if k != 'clip'} for e in report['events']] == \
+    assert report['events'] and [{k: e[k] for k in detected['events'][0]} for e in report['events']] == \
         detected['events']
     assert {k: report[k] for k in ('fps', 'frames', 'snippets', 'crops', 'max_score')} == \
         {k: detected[k] for k in ('fps', 'frames', 'snippets', 'crops', 'max_score')}
@@ -144,7 +146,8 @@ def test_pipe_with_hop_equal_to_window_is_detect_and_extract_features(stream_set
     assert [{k: e[k] for k in detected['events'][0]} for e in ends] == detected['events']
     assert [e['frame'] for e in frames_of(lines, 'event_start')] == [e['start_frame'] for e in ends]
     assert lines[-1] == {'type': 'end', 'frames': 16 * SNIPPETS + 5, 'snippets': SNIPPETS, 'dropped_frames': 0,
-                         'realtime_factor': lines[-1]['realtime_factor'], 'reason': 'end of stream'}
+                         'realtime_factor': lines[-1]['realtime_factor'], 'reason': 'end of stream',
+                         'start_utc': lines[0]['start_utc'], 'end_utc': lines[-1]['end_utc']}
     assert all(s['latency'] >= 0 for s in frames_of(lines, 'score'))
 
 
@@ -189,7 +192,8 @@ def test_a_live_queue_holds_at_most_max_lag_and_gaps_are_exactly_the_dropped_sni
     reader.thread.join(LIMIT)
     held = [item for item in reader.items if isinstance(item, Snippet)]
     assert [s.index for s in held] == [17, 18, 19]  # 1.5 s at 32 fps: 3 snippets of 16 frames
-    assert list(reader.items)[:-len(held) - 1] == [Gap(0, 16 * 17, 'behind')]
+    (gap,) = list(reader.items)[:-len(held) - 1]
+    assert gap[:3] == (0, 16 * 17, 'behind') and gap.start_clock < gap.end_clock
     assert reader.items[-1].frames == 16 * 20 + 7 and reader.items[-1].reason == 'end of stream'
 
 
@@ -354,6 +358,10 @@ CASES = {  # id: (arguments, words the message must hold)
     'not a video': (['notes.txt'], ['notes.txt', 'cannot be opened']),
     'no video stream': (['sound.wav'], ['sound.wav', 'no video stream']),
     'refused connection': (['tcp://127.0.0.1:PORT'], ['tcp://127.0.0.1:', 'cannot be opened', 'refused']),
+    'out-dir a file': (['cam.ts', '--out-dir', 'notes.txt'], ['--out-dir notes.txt', 'is a file']),
+    'out-dir in /proc': (['cam.ts', '--out-dir', '/proc/nope'], ['--out-dir /proc/nope', 'cannot be created']),
+    'unknown format': (['cam.ts', '--format', 'nosuchfmt'], ['--format nosuchfmt', 'not an input format']),
+    'shorter than a snippet': (['tiny.ts'], ['tiny.ts', '10 frames', 'one snippet', 'nothing written']),
 }
 
 
@@ -365,6 +373,7 @@ def test_bad_input_is_one_clear_error_before_any_output(stream_set, tmp_path, mo
         os.symlink(root / name, name)
     torch.save({'weight': torch.ones(3)}, 'other.pth')
     open('notes.txt', 'w').write('not a video')
+    encode_ts('tiny.ts', 10)
     with av.open('sound.wav', 'w') as container:
         stream = container.add_stream('pcm_s16le', rate=8000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format='s16', layout='mono')
@@ -382,3 +391,129 @@ def test_bad_input_is_one_clear_error_before_any_output(stream_set, tmp_path, mo
     for word in words:
         assert word in str(error.value), f'{word!r} not in {str(error.value)!r}'
     assert '\n' not in str(error.value) and not os.path.exists('results')
+
+
+# ---------------------------------------------------------------------------------------------- a new user's input
+def test_an_mp4_with_its_index_at_the_end_on_a_pipe_is_refused_and_nothing_written(stream_set, tmp_path):
+    root = stream_set[0]
+    rng = np.random.default_rng(0)
+    with av.open(str(tmp_path / 'moov.mp4'), 'w', format='mp4') as container:  # the index (moov) comes last
+        stream = container.add_stream('libx264', rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
+        for _ in range(48):  # noise: 48 frames are far more than FFmpeg's read buffer, which could seek back
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rng.integers(0, 256, (48, 64, 3), np.uint8),
+                                                                  format='rgb24')))
+        container.mux(stream.encode(None))
+    cat = subprocess.Popen(['cat', str(tmp_path / 'moov.mp4')], stdout=subprocess.PIPE)
+    status, lines, log = live(root, '-', '--out-dir', tmp_path / 'out', stdin=cat.stdout, check=False)
+    cat.wait(LIMIT)
+    assert status == 1 and lines == []
+    assert log.splitlines()[-1] == ('live.py: error: -: an MP4 whose index (moov atom) is at its end cannot be read '
+                                    'from a pipe: pass the file itself, or remux it to MPEG-TS (ffmpeg -i in.mp4 -c '
+                                    'copy -f mpegts -); nothing written')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_reconnect_retries_the_first_opening(stream_set):
+    """Nothing listens at the port when live.py starts; a server opens there 1.5 s later (live.py tries again
+    1 s and 3 s after its start) and sends the stream."""
+    root = stream_set[0]
+    data = (root / 'cam.ts').read_bytes()
+    closed = socket.create_server(('127.0.0.1', 0))
+    port = closed.getsockname()[1]
+    closed.close()
+
+    def serve_later():
+        time.sleep(1.5)
+        with socket.create_server(('127.0.0.1', port)) as server:
+            server.settimeout(LIMIT)
+            connection, _ = server.accept()
+            connection.sendall(data)
+            connection.close()
+
+    threading.Thread(target=serve_later, daemon=True).start()
+    url = f'tcp://127.0.0.1:{port}'
+    status, lines, log = live_here(root, url, '--reconnect', 2, '--name', 'late')
+    assert f'live.py: {url}: cannot be opened' in log and 'trying again in 1 s (1 of 2)' in log
+    assert status == 1 and log.splitlines()[-1] == \
+        f'live.py: error: {url}: the stream ended and 2 tries to reopen it; everything scored is written'
+    assert lines[-1]['frames'] == 16 * SNIPPETS + 5 and lines[-1]['dropped_frames'] == 0
+
+
+def test_event_lines_on_stderr_name_the_script(stream_set):
+    log = stream_set[-1][2]
+    events = [line for line in log.splitlines() if 'event' in line]
+    assert events and all(line.startswith('live.py: ') for line in events)
+
+
+class FakeReader:
+    source, live, behind = 'cam', False, 0.0
+
+    def __init__(self, decoded, busy_seconds):
+        self.decoded, self.busy_seconds = decoded, busy_seconds
+
+
+def test_realtime_factor_is_the_slower_of_the_two_threads_and_the_status_line_adds_up(capsys):
+    from types import SimpleNamespace
+    scorer = Scorer(None, None, 32.0, None)
+    scorer.work = 4.0  # the network: 20 snippets (10 s of video) in 4 s: 2.5 x real time
+    scorer.camera = SimpleNamespace(snippets=20, written=32 * 18, dropped=32 * 10,
+                                    files=SimpleNamespace(report={'events': []}))
+    assert scorer.realtime_factor(FakeReader(640, 5.0)) == 2.5  # the reader: 20 s in 5 s; the network is slower
+    assert scorer.realtime_factor(FakeReader(640, 16.0)) == 1.25  # 20 s in 16 s: now the reader is slower
+    assert scorer.realtime_factor(FakeReader(0, 0.0)) == 2.5  # no decoding time said: the network's
+    scorer.status(FakeReader(0, 0.0))
+    assert capsys.readouterr().err == 'live.py: 18 s written: 8 s scored (16 snippets), 10 s dropped; 0 events\n'
+
+
+# ---------------------------------------------------------------------------------------------- clock time, names
+def test_clock_times_of_a_realtime_file_follow_its_frames_and_the_wall_clock(stream_set):
+    """Each score line, read as it comes, against this process's clock: it was written latency seconds after its
+    last frame was decoded, which in real time is its end_utc. Every clock time is the first frame's plus the
+    frame's time; events and the end carry the clock times of their frames."""
+    root, _, _, threshold, _ = stream_set
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, 'live.py'), 'cam.ts', '--realtime', '--ckpt',
+                                'model.pth', '--weights', 'weights.pth', '--crops', '1', '--batch-size', '1',
+                                '--test-split-size', str(WINDOW), '--hop', '1', '--device', 'cpu', '--max-lag',
+                                '100', '--threshold', repr(threshold), '--name', 'clock', '--no-page'],
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines, arrivals = [], []
+    try:
+        for line in process.stdout:
+            lines.append(json.loads(line))
+            arrivals.append(time.time())
+        assert process.wait(LIMIT) == 0
+    finally:
+        process.kill()
+    scores = frames_of(lines, 'score')
+    assert len(scores) == SNIPPETS
+    for score, arrival in zip(lines, arrivals):
+        if score['type'] == 'score':
+            assert abs(arrival - score['latency'] - utc_seconds(score['end_utc'])) < 1.0, score
+    first = utc_seconds(scores[0]['start_utc'])
+    for score in scores:
+        assert abs(utc_seconds(score['start_utc']) - first - score['start_frame'] / FPS) < 0.002
+        assert abs(utc_seconds(score['end_utc']) - first - score['end_frame'] / FPS) < 0.002
+    starts = {s['start_frame']: s['start_utc'] for s in scores}
+    ends = {s['end_frame']: s['end_utc'] for s in scores} | {lines[-1]['frames']: lines[-1]['end_utc']}
+    events = frames_of(lines, 'event_end')
+    assert events and all(e['start_utc'] == starts[e['start_frame']] and e['end_utc'] == ends[e['end_frame']]
+                          for e in events)
+    assert [e['utc'] for e in frames_of(lines, 'event_start')] == [e['start_utc'] for e in events]
+    assert lines[-1]['start_utc'] == scores[0]['start_utc']
+    assert abs(utc_seconds(lines[-1]['end_utc']) - first - (16 * SNIPPETS + 5) / FPS) < 0.002
+    report = json.load(open(root / 'results' / 'live' / 'clock.json'))
+    assert (report['start_utc'], report['end_utc']) == (lines[-1]['start_utc'], lines[-1]['end_utc'])
+    assert [{k: e[k] for k in ('start_utc', 'end_utc')} for e in report['events']] == \
+        [{k: e[k] for k in ('start_utc', 'end_utc')} for e in events]
+
+
+def test_a_second_run_with_the_same_name_is_refused_and_the_first_loses_nothing(stream_set):
+    root = stream_set[0]
+    out = root / 'results' / 'live'
+    before = {path: path.read_bytes() for path in out.glob('cam*')}
+    status, lines, log = live_here(root, 'cam.ts', '--name', 'cam')
+    assert status == 1 and lines == []
+    assert log == f'live.py: error: results/live/cam.csv exists, an earlier run\'s: give another --name, or ' \
+                  f'--overwrite to replace that run\'s outputs\n'
+    assert {path: path.read_bytes() for path in out.glob('cam*')} == before
