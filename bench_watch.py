@@ -30,7 +30,7 @@ its scores written while the stream played (end_time + latency within its durati
   (task). Goals: the peak at the streams' end within 1.05x the peak at --warmup-minutes; open files and threads
   the same in every sample from --warmup-minutes to the streams' end.
 - --device cuda: one watch.py with k 10-crop cameras, k = 1, 2, 4, ... until one drops a frame (or k passes
-  --max-cameras): the largest k with none dropped is what one GPU keeps up with.
+  --max-gpu-cameras): the largest k with none dropped is what one GPU keeps up with.
 Prints a Markdown table naming the machine and the load, and writes it to <--out>/bench-watch-<device>.md.
 """
 import argparse
@@ -100,7 +100,7 @@ def camera_runs(output, k, peak, wall, log):
     records = json_records(output)
     runs = {}
     for camera in cameras(k):
-        mine = [r for r in records if r.get('camera') == camera]
+        mine = [r for r in records if r.get('camera') == camera and 'type' in r]
         ends = [i for i, r in enumerate(mine) if r['type'] == 'end']
         if not ends:
             raise DataError(f'watch.py wrote no end line for camera {camera} (its output in {log})')
@@ -147,11 +147,11 @@ def lives(args, device, video, k):
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def keep_up(args, measure, step):
-    """({k: measure(k)} for k = 1, step(1), ... until a camera drops a frame or k passes --max-cameras, the
-    largest k with none dropped)."""
+def keep_up(measure, step, most):
+    """({k: measure(k)} for k = 1, step(1), ... until a camera drops a frame or k passes most, the largest k
+    with none dropped)."""
     measured, k, kept_up = {}, 1, 0
-    while k <= args.max_cameras:
+    while k <= most:
         measured[k] = measure(k)
         if dropped(measured[k]):
             break
@@ -309,13 +309,15 @@ def gpu_rows(args, device, video):
     if device.type != 'cuda':
         return [('10-crop cameras one GPU keeps up with (one watch.py)', '',
                  'skipped: measured with --device cuda only', '', '')]
-    measured, kept_up = keep_up(args, lambda k: watch(args, device, video, k, crops=10), lambda k: 2 * k)
+    measured, kept_up = keep_up(lambda k: watch(args, device, video, k, crops=10), lambda k: 2 * k,
+                                args.max_gpu_cameras)
     return keep_up_rows(measured, kept_up, lambda k: f'one watch.py, {k} camera(s), 10 crops',
                         '10-crop cameras in one watch.py on one GPU')
 
 
 def main(args):
-    check_positive(args, 'minutes', 'max_lag', 'max_cameras', 'segment_minutes', 'warmup_minutes', 'sample_seconds')
+    check_positive(args, 'minutes', 'max_lag', 'max_cameras', 'max_gpu_cameras', 'segment_minutes', 'warmup_minutes',
+                   'sample_seconds')
     if round(args.minutes * 60 * FPS) < FRAMES_PER_SNIPPET:
         raise DataError(f'--minutes {args.minutes:g}: a stream needs at least one snippet ({FRAMES_PER_SNIPPET} '
                         f'frames at {FPS} fps)')
@@ -336,8 +338,8 @@ def main(args):
     written_once(os.path.join(args.out, 'random_model.pth'), random_checkpoint)
     video = stream_video(args.out, args.minutes)
 
-    watched, watch_count = keep_up(args, lambda k: watch(args, device, video, k), lambda k: k + 1)
-    lived, live_count = keep_up(args, lambda k: lives(args, device, video, k), lambda k: k + 1)
+    watched, watch_count = keep_up(lambda k: watch(args, device, video, k), lambda k: k + 1, args.max_cameras)
+    lived, live_count = keep_up(lambda k: lives(args, device, video, k), lambda k: k + 1, args.max_cameras)
     rows = (keep_up_rows(watched, watch_count, lambda k: f'one watch.py, {k} camera(s)', 'cameras in one watch.py')
             + keep_up_rows(lived, live_count, lambda k: f'{k} live.py at once',
                            'live.py processes at once (a camera each)')
@@ -364,6 +366,8 @@ def build_parser():
     parser.add_argument('--minutes', type=float, default=2.0,
                         help='each camera\'s stream, in minutes: the keeping-up, memory and disk runs')
     parser.add_argument('--max-cameras', type=int, default=16, help='the most cameras (or live.py processes) tried')
+    parser.add_argument('--max-gpu-cameras', type=int, default=64,
+                        help='the most 10-crop cameras tried on a GPU (--device cuda)')
     parser.add_argument('--max-lag', type=float, default=LIVE_MAX_LAG, help="every camera's max_lag, in seconds")
     parser.add_argument('--threshold', type=float, default=0.5, help="every camera's threshold (events and clips)")
     parser.add_argument('--segment-minutes', type=float, default=10.0, help="watch.py's record.segment_minutes")
