@@ -1,10 +1,13 @@
-"""What the benchmarks (bench.py, bench_video.py, bench_live.py) share: the machine's description, a timer, the
-goal column and the table they print."""
+"""What the benchmarks (bench.py, bench_video.py, bench_live.py, bench_watch.py) share: the machine's description,
+a timer, the goal column and the table they print, the generated inputs, and what a live run measured."""
+import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -12,10 +15,27 @@ import torch
 import torch.nn as nn
 
 from i3d import I3DResNet50
+from model import VideoClassifier, save_checkpoint
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 TIME = '/usr/bin/time'  # GNU time, for the peak memory of a process (Debian's package time)
 GB = 1e9
+SIZE, FPS = (320, 240), 30  # the live benchmarks' generated streams (write_video's rate)
+
+
+class Run(NamedTuple):
+    """What one live stream measured (a live.py run, or one camera of a watch.py run)."""
+    frames: int
+    dropped: int
+    realtime_factor: float
+    played: list   # latencies of the scores written while the stream played
+    drained: list  # latencies of the scores written after its end
+    peak: int      # bytes
+    wall: float    # seconds the process took, start and the drain after the stream's end included
+
+
+def percentile(values, q):
+    return float(np.percentile(values, q)) if values else math.nan
 
 
 def sync(device):
@@ -69,6 +89,28 @@ def write_video(path, n_frames, width, height, seed=0):
         container.mux(stream.encode())
 
 
+def written_once(path, write):
+    """path, written by write(a partial name with path's extension) and renamed, unless it exists already."""
+    if not os.path.isfile(path):
+        partial = os.path.join(os.path.dirname(path), 'partial-' + os.path.basename(path))
+        write(partial)
+        os.replace(partial, path)
+    return path
+
+
+def stream_video(folder, minutes):
+    """A generated SIZE, FPS stream of minutes in MPEG-TS (written once into folder)."""
+    frames = round(minutes * 60 * FPS)
+    return written_once(os.path.join(folder, f'stream-{SIZE[0]}x{SIZE[1]}-{frames}.ts'),
+                        lambda path: write_video(path, frames, *SIZE, seed=frames))
+
+
+def random_checkpoint(path):
+    torch.manual_seed(0)
+    save_checkpoint(VideoClassifier(2048, 64, 3), path)
+    return path
+
+
 def write_random_weights(path, seed=0):
     """Random weights with the keys and shapes of i3d_r50_kinetics.pth: He-initialised convolutions and
     BatchNorm statistics near identity, which keep the activations' scale (no denormal numbers)."""
@@ -98,3 +140,20 @@ def run_process(command, log):
     if returncode:
         sys.exit(f'{os.path.basename(sys.argv[0])}: {" ".join(command)} failed (exit {returncode}):\n{output[-3000:]}')
     return wall, int(open(peak).read().split()[-1]) * 1024, output
+
+
+def json_records(output):
+    """The JSON Lines records in a process's output (its log lines aside)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{')]
+
+
+def stream_run(records, peak, wall):
+    """The Run of one stream's records (live.py's, or one camera's of watch.py), the last its end line: the
+    scores split by whether they came while the stream played (end_time + latency within its duration, both on
+    the stream's clock) or after its end."""
+    end = records[-1]
+    duration = end['frames'] / FPS
+    scores = [r for r in records if r['type'] == 'score']
+    return Run(end['frames'], end['dropped_frames'], end['realtime_factor'],
+               [r['latency'] for r in scores if r['end_time'] + r['latency'] <= duration],
+               [r['latency'] for r in scores if r['end_time'] + r['latency'] > duration], peak, wall)

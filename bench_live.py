@@ -22,65 +22,24 @@ p99) and the end line's realtime_factor, the processing speed as a multiple of r
 Prints a Markdown table naming the machine and the load, and writes it to <--out>/bench-<device>.md.
 """
 import argparse
-import json
 import math
 import os
 import shlex
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
 
 import numpy as np
-import torch
 
-from bench_common import GB, REPO, TIME, machine, met, run_process, table, timed, write_random_weights, write_video
+from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, random_checkpoint,
+                          run_process, stream_run, stream_video, table, timed, write_random_weights, written_once)
 from cli import HelpFormatter, check_positive, pick_device, run
 from dataset import FRAMES_PER_SNIPPET, DataError, write_atomic
 from i3d import load_i3d
-from model import VideoClassifier, save_checkpoint
 from stream import LIVE_MAX_LAG
 from video import CLIPS_PER_BATCH, HEIGHT, WIDTH, Extractor
 
-SIZE, FPS = (320, 240), 30  # the generated streams (write_video's rate)
 LATENCY_GOAL = 1.0          # seconds, the p99 of a 1-crop stream
 MEMORY_GOAL = 1.1           # the long 10-crop stream's peak memory over the short one's
-
-
-class Run(NamedTuple):
-    """What one live.py run measured."""
-    frames: int
-    dropped: int
-    realtime_factor: float
-    played: list   # latencies of the scores written while the stream played
-    drained: list  # latencies of the scores written after its end
-    peak: int      # bytes
-    wall: float    # seconds the process took, start and the drain after the stream's end included
-
-
-def percentile(values, q):
-    return float(np.percentile(values, q)) if values else math.nan
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-def written_once(path, write):
-    """path, written by write(a partial name with path's extension) and renamed, unless it exists already."""
-    if not os.path.isfile(path):
-        partial = os.path.join(os.path.dirname(path), 'partial-' + os.path.basename(path))
-        write(partial)
-        os.replace(partial, path)
-    return path
-
-
-def stream_video(folder, minutes):
-    frames = round(minutes * 60 * FPS)
-    return written_once(os.path.join(folder, f'stream-{SIZE[0]}x{SIZE[1]}-{frames}.ts'),
-                        lambda path: write_video(path, frames, *SIZE, seed=frames))
-
-
-def random_checkpoint(path):
-    torch.manual_seed(0)
-    save_checkpoint(VideoClassifier(2048, 64, 3), path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -94,15 +53,10 @@ def live(args, device, video, name, crops):
     print(f'bench_live.py: running {name} (its output in {os.path.join(folder, name + ".log")})', flush=True)
     wall, peak, output = run_process(['sh', '-c', f'cat {shlex.quote(video)} | {shlex.join(command)}'],
                                   os.path.join(folder, name + '.log'))
-    records = [json.loads(line) for line in output.splitlines() if line.startswith('{')]
+    records = json_records(output)
     if not records or records[-1]['type'] != 'end':
         raise DataError(f'{name}: live.py wrote no end line (its output in {os.path.join(folder, name + ".log")})')
-    end = records[-1]
-    duration = end['frames'] / FPS
-    scores = [r for r in records if r['type'] == 'score']
-    return Run(end['frames'], end['dropped_frames'], end['realtime_factor'],
-               [r['latency'] for r in scores if r['end_time'] + r['latency'] <= duration],
-               [r['latency'] for r in scores if r['end_time'] + r['latency'] > duration], peak, wall)
+    return stream_run(records, peak, wall)
 
 
 def latency_text(r):
