@@ -24,7 +24,6 @@ JSON files, a JSON without its CSV, or with a CSV that does not read) are left o
 import argparse
 import base64
 import hashlib
-import io
 import json
 import math
 import os
@@ -36,7 +35,7 @@ import numpy as np
 
 from cli import run
 from dataset import DataError, write_atomic
-from results import CSV_HEADER, read_score_rows, utc_text
+from results import CSV_HEADER, read_columns, read_score_rows, utc_text
 
 BINS = 2000  # the most steps of a timeline: about a screen's width in pixels, twice over
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'page.html')
@@ -76,14 +75,7 @@ def is_segment(report):
 def read_scores(path):
     """The score column of a frame,time,score CSV, float32, one per row: an empty score (a frame live.py dropped)
     is NaN; a last line still being written is left out. Raises ValueError for a file of another form."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    if not data.startswith(CSV_HEADER.encode()):
-        raise ValueError(f'{path}: not a frame,time,score CSV')
-    rows = data[len(CSV_HEADER):data.rfind(b'\n') + 1].replace(b',\n', b',nan\n')
-    if not rows:
-        return np.empty(0, np.float32)
-    return np.loadtxt(io.BytesIO(rows), delimiter=',', usecols=2, dtype=np.float32, ndmin=1)
+    return read_columns(path, CSV_HEADER, (2,), np.float32)[:, 0]
 
 
 def read_row_scores(path, first_frame):
@@ -182,19 +174,28 @@ def entry(out_dir, name, report, points, key, base, files):
             'result': report, 'timeline': points, 'key': key}
 
 
-def read_entry(out_dir, name, cached):
-    """The page's data of the result <name>.json in out_dir, or None where it is not a result with its CSV.
-    cached: the entry of the page written before, whose timeline is kept if the CSV has not changed since."""
-    stem = os.path.join(out_dir, name)
+def read_report(stem, is_kind):
+    """(the report <stem>.json, its timeline's cache key) where it is a report of is_kind with its <stem>.csv;
+    else None."""
     try:
         with open(stem + '.json', 'rb') as f:
             report = json.load(f)
         csv = os.stat(stem + '.csv')
     except (OSError, ValueError):
         return None
-    if not is_result(report):
+    if not is_kind(report):
         return None
-    key = [csv.st_mtime_ns, csv.st_size, BINS, report['threshold']]
+    return report, [csv.st_mtime_ns, csv.st_size, BINS, report['threshold']]
+
+
+def read_entry(out_dir, name, cached):
+    """The page's data of the result <name>.json in out_dir, or None where it is not a result with its CSV.
+    cached: the entry of the page written before, whose timeline is kept if the CSV has not changed since."""
+    stem = os.path.join(out_dir, name)
+    found = read_report(stem, is_result)
+    if found is None:
+        return None
+    report, key = found
     points = cached_timeline(cached, key, report['threshold'], lambda: read_scores(stem + '.csv'))
     if points is None:
         return None
@@ -209,15 +210,10 @@ def read_segment(out_dir, name, cached):
     """The page's data of the watch.py segment <name>.json (name: <camera>/<day>/<HH-MM-SS>, relative to
     out_dir), or None where it is not a segment with its score rows."""
     stem = os.path.join(out_dir, name)
-    try:
-        with open(stem + '.json', 'rb') as f:
-            report = json.load(f)
-        csv = os.stat(stem + '.csv')
-    except (OSError, ValueError):
+    found = read_report(stem, is_segment)
+    if found is None:
         return None
-    if not is_segment(report):
-        return None
-    key = [csv.st_mtime_ns, csv.st_size, BINS, report['threshold']]
+    report, key = found
     points = cached_timeline(cached, key, report['threshold'],
                              lambda: read_row_scores(stem + '.csv', int(report['first_frame'])))
     if points is None:

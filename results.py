@@ -41,17 +41,23 @@ def score_row(start, end, fps, start_utc, end_utc, score):
             f'{"" if score != score else f"{float(score):.9g}"}\n')
 
 
+def read_columns(path, header, columns, dtype):
+    """Columns of a CSV of results that starts with header, as dtype [rows, len(columns)]: an empty field is NaN, a
+    last line still being written is left out. ValueError for a file of another form."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data.startswith(header.encode()):
+        raise ValueError(f'{path}: not a {header.strip()} CSV')
+    rows = data[len(header):data.rfind(b'\n') + 1].replace(b',\n', b',nan\n')
+    if not rows:
+        return np.empty((0, len(columns)), dtype)
+    return np.loadtxt(io.BytesIO(rows), delimiter=',', usecols=columns, dtype=dtype, ndmin=2)
+
+
 def read_score_rows(path):
     """A score-rows CSV (SCORE_ROWS_HEADER) as (start_frame int64 [n], end_frame int64 [n], score float32 [n],
     NaN where empty); a last line still being written is left out. ValueError for a file of another form."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    if not data.startswith(SCORE_ROWS_HEADER.encode()):
-        raise ValueError(f'{path}: not a score-rows CSV ({SCORE_ROWS_HEADER.strip()})')
-    rows = data[len(SCORE_ROWS_HEADER):data.rfind(b'\n') + 1].replace(b',\n', b',nan\n')
-    if not rows:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    table = np.loadtxt(io.BytesIO(rows), delimiter=',', usecols=(0, 1, 6), dtype=np.float64, ndmin=2)
+    table = read_columns(path, SCORE_ROWS_HEADER, (0, 1, 6), np.float64)
     return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].astype(np.float32)
 
 
