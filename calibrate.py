@@ -39,11 +39,11 @@ import torch
 
 from cli import check_out_dir, check_positive, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, write_atomic
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import load_i3d
 from model import load_checkpoint
 from results import find_events
-from video import (FEATURE_FILE_FPS, add_extraction_arguments, check_videos, extract_video, extraction_device,
-                   find_inputs, frame_scores)
+from video import (FEATURE_FILE_FPS, add_extraction_arguments, extract_video, extraction_device,
+                   find_inputs, frame_scores, input_problems)
 from windows import Windows
 
 DEFAULT_THRESHOLD = 0.5  # live.py's and detect.py's
@@ -111,16 +111,7 @@ def check_flags(args):
 def check_inputs(args, inputs, problems, feature_size):
     """Every input usable, or DataError: one bad input is its line; several are a line each and a last one."""
     videos, total = [path for path, is_features in inputs if not is_features], len(inputs) + len(problems)
-    if videos and feature_size != I3D_FEATURE_SIZE:
-        raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
-                        f'{I3D_FEATURE_SIZE}: it cannot score the videos')
-    problems.update(check_videos(videos, warn))
-    for path, is_features in inputs:
-        if is_features:
-            try:
-                open_features(path, feature_size)
-            except DataError as e:
-                problems[path] = str(e)
+    problems.update(input_problems(inputs, args.ckpt, feature_size, warn))
     if len(problems) == 1:
         raise DataError(next(iter(problems.values())))
     if problems:

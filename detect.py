@@ -46,8 +46,8 @@ from model import load_checkpoint
 from page import write_page
 from protocol import video_scores
 from results import CSV_HEADER, csv_rows, event_record, find_events
-from video import (FEATURE_FILE_FPS, add_extraction_arguments, check_videos, extract_video, extraction_device,
-                   feature_path, find_inputs, frame_scores, probe_video)
+from video import (FEATURE_FILE_FPS, add_extraction_arguments, extract_video, extraction_device,
+                   feature_path, find_inputs, frame_scores, input_problems, probe_video)
 
 SATURATED = 1e-6  # scores all below this or above 1 - this: the checkpoint does not fit the features
 
@@ -160,17 +160,7 @@ def main(args):
         feature_file = next(path for path, is_features in inputs if is_features)
         raise DataError(f'--video-out draws on the video, and {feature_file} is a feature file')
     model = load_checkpoint(args.ckpt)  # small: reading it is checking it
-    feature_size = model.self_anttention[0].in_features
-    if videos and feature_size != I3D_FEATURE_SIZE:
-        raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
-                        f'{I3D_FEATURE_SIZE}: it cannot score the videos')
-    problems.update(check_videos(videos, warn))
-    for path, is_features in inputs:
-        if is_features:
-            try:
-                open_features(path, feature_size)  # its form; its values when it is scored
-            except DataError as e:
-                problems[path] = str(e)
+    problems.update(input_problems(inputs, args.ckpt, model.self_anttention[0].in_features, warn))
     if total == len(problems) == 1:  # a single bad input: its one line
         raise DataError(next(iter(problems.values())))
     inputs = [(path, is_features) for path, is_features in inputs if path not in problems]

@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cli import check_positive, pick_device
-from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError
+from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, open_features
 from i3d import FEATURE_SIZE, WHERE_FROM
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.mpg', '.mpeg', '.m4v', '.wmv', '.flv', '.ts',
@@ -75,6 +75,24 @@ def find_inputs(inputs):
                 seen.add(os.path.realpath(file))
                 found.append((file, is_features))
     return found, problems
+
+
+def input_problems(inputs, checkpoint, feature_size, warn):
+    """{path: what is wrong} of find_inputs' inputs that cannot be scored by a checkpoint taking features of
+    feature_size: videos that do not open or are too short (check_videos), feature files of another form.
+    DataError when there are videos and the checkpoint does not take I3D's features."""
+    videos = [path for path, is_features in inputs if not is_features]
+    if videos and feature_size != FEATURE_SIZE:
+        raise DataError(f'{checkpoint}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
+                        f'{FEATURE_SIZE}: it cannot score the videos')
+    problems = check_videos(videos, warn)
+    for path, is_features in inputs:
+        if is_features:
+            try:
+                open_features(path, feature_size)  # its form; its values when it is scored
+            except DataError as e:
+                problems[path] = str(e)
+    return problems
 
 
 def feature_path(out_dir, video_path):

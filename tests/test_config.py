@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from config import ConfigError, load_config, redact
-from model import VideoClassifier, save_checkpoint
+from model import VideoClassifier
 
 EXAMPLE = """\
 model:
