@@ -34,9 +34,10 @@ import sys
 import numpy as np
 import torch
 
+from backend import load_network
 from cli import check_positive, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, video_name, write_atomic
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
 from model import load_checkpoint
 from page import write_page
 from protocol import video_scores
@@ -177,7 +178,7 @@ def main(args):
         raise DataError(f'{to_extract[0]} has no features in {args.features_dir} yet: extracting them needs '
                         f'--weights i3d_r50_kinetics.pth (where it comes from: README.md, "Your own videos")')
     model = model.to(device).eval()
-    network = load_i3d(args.weights, device) if to_extract else None
+    network = load_network(args.weights, device, args.backend) if to_extract else None
     failed = []
     for path, is_features in inputs:
         try:

@@ -32,9 +32,9 @@ import time
 
 from tqdm import tqdm
 
+from backend import load_network
 from cli import parse_shard, run
 from dataset import DataError, save_npy
-from i3d import load_i3d
 from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
                    feature_path, find_videos)
 
@@ -57,7 +57,7 @@ def main(args):
           f'{len(mine) - len(todo)} done before, {len(todo)} to extract')
     if not todo:
         return
-    network = load_i3d(args.weights, device)
+    network = load_network(args.weights, device, args.backend)
 
     failed, snippets, start = [], 0, time.perf_counter()
     for video in tqdm(todo, desc='videos', unit='video', disable=None if len(todo) > 1 else True):

@@ -49,9 +49,10 @@ import time
 import numpy as np
 import torch
 
+from backend import load_network
 from cli import check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
 from model import load_checkpoint
 from page import write_page
 from results import CSV_HEADER, Events, csv_rows, event_record
@@ -312,7 +313,7 @@ def main(args):
         raise DataError(f'{args.ckpt}: the checkpoint takes features of size {feature_size}, and I3D\'s are '
                         f'{I3D_FEATURE_SIZE}: it cannot score video')
     container, stream = open_source(args.source, args.format)  # before the weights: a wrong source is said at once
-    extract = Extractor(load_i3d(args.weights, device), args.crops, device, args.half)
+    extract = Extractor(load_network(args.weights, device, args.backend), args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
         raise DataError(f'{args.source}: the stream does not state its frame rate: give it with --fps')
