@@ -82,8 +82,8 @@ def convert(weights_path):
 
 def cache_folder():
     """$ANOMALY_OPENVINO_CACHE, else $XDG_CACHE_HOME/salient-anomaly/openvino, else ~/.cache/salient-anomaly/openvino"""
-    return os.environ.get(CACHE_VARIABLE) or os.path.join(
-        os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'), 'salient-anomaly', 'openvino')
+    user_cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    return os.environ.get(CACHE_VARIABLE) or os.path.join(user_cache, 'salient-anomaly', 'openvino')
 
 
 def file_digest(path):

@@ -149,8 +149,8 @@ def test_a_damaged_cache_entry_is_converted_again(tmp_path, monkeypatch, i3d_wei
     assert len(conversions) == 2 and os.listdir(tmp_path / 'cache') == [os.path.basename(entry)]
 
 
-def test_export_writes_ir_and_onnx_that_openvino_reads_back_to_the_same_features(tmp_path, h264_video, i3d_weights,  # noqa: F811
-                                                                                  torch_network):
+def test_export_writes_ir_and_onnx_that_openvino_reads_back_to_the_same_features(tmp_path, h264_video, torch_network,
+                                                                                  i3d_weights):  # noqa: F811
     export.main(export.build_parser().parse_args([str(i3d_weights), '--crops', '1', '--out', str(tmp_path / 'out')]))
     assert sorted(os.listdir(tmp_path / 'out')) == ['i3d.bin', 'i3d.onnx', 'i3d.xml']
     onnx.checker.check_model(str(tmp_path / 'out' / 'i3d.onnx'))
