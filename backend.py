@@ -73,11 +73,11 @@ class ChannelsLastInput(torch.nn.Module):
         return self.network(clips.permute(0, 4, 1, 2, 3))
 
 
-def convert(weights_path):
-    """The openvino.Model of the I3D network with the weights of weights_path, taking CLIPS_SHAPE."""
-    network = ChannelsLastInput(load_i3d(weights_path, 'cpu'))
+def convert(network):
+    """The openvino.Model of i3d.py's network (load_i3d's, on the CPU), taking CLIPS_SHAPE."""
     example = torch.zeros((1,) + CLIPS_SHAPE[1:])
-    return openvino.convert_model(network, example_input=example, input=[openvino.PartialShape(CLIPS_SHAPE)])
+    return openvino.convert_model(ChannelsLastInput(network), example_input=example,
+                                  input=[openvino.PartialShape(CLIPS_SHAPE)])
 
 
 def cache_folder():
@@ -129,13 +129,12 @@ def write_entry(folder, description, model):
 
 
 def cached_model(weights_path):
-    """The openvino.Model of weights_path: from the cache when its entry is intact, else converted (and cached;
-    a cache that cannot be written costs the conversion on every run, and is said once on stderr)."""
+    """The openvino.Model of weights_path: from the cache when its entry is intact, else converted (about 10 s on
+    2 cores) and cached; a cache that cannot be written costs the conversion on every run, and says so on stderr."""
     folder, description = cache_entry(weights_path)
     model = read_entry(folder, description)
     if model is None:
-        print(f'{weights_path}: converting the I3D network to OpenVINO (once; cached in {folder})', file=sys.stderr)
-        model = convert(weights_path)
+        model = convert(load_i3d(weights_path, 'cpu'))  # silently: the scripts' output is theirs
         try:
             write_entry(folder, description, model)
         except OSError as e:

@@ -129,11 +129,11 @@ def test_openvino_on_cuda_is_refused_in_one_line(monkeypatch, tmp_path, script, 
 def test_a_damaged_cache_entry_is_converted_again(tmp_path, monkeypatch, i3d_weights, damage):  # noqa: F811
     model = cached_model(str(i3d_weights))  # the session's conversion, converted here again each time asked
     conversions = []
-    monkeypatch.setattr(backend, 'convert', lambda path: conversions.append(path) or model)
+    monkeypatch.setattr(backend, 'convert', lambda network: conversions.append(network) or model)
     monkeypatch.setenv('ANOMALY_OPENVINO_CACHE', str(tmp_path / 'cache'))
     cached_model(str(i3d_weights))
     cached_model(str(i3d_weights))
-    assert conversions == [str(i3d_weights)]  # converted once, then read from the cache
+    assert len(conversions) == 1  # converted once, then read from the cache
     [entry] = [e.path for e in os.scandir(tmp_path / 'cache')]
     if damage == 'truncated .bin':
         os.truncate(os.path.join(entry, 'i3d.bin'), os.path.getsize(os.path.join(entry, 'i3d.bin')) // 2)
