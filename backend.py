@@ -1,7 +1,7 @@
 """The I3D network of the video pipeline, on one of two backends: PyTorch (i3d.py's network) or OpenVINO, whose
-CPU runtime runs the same network 1.6x (10 crops) to 2.5x (1 crop) as fast, in float32 (README: Extraction
-speed and memory). video.Extractor calls either the same way: clips [N, 3, 16, 224, 224] laid out
-channels_last_3d -> features [N, 2048], float32 tensors.
+CPU runtime runs the same network faster, in float32 (README: Extraction speed and memory). video.Extractor
+calls either the same way: clips [N, 3, 16, 224, 224] laid out channels_last_3d -> features [N, 2048], float32
+tensors.
 
 The OpenVINO model is converted once per weights file from the loaded PyTorch network and kept as IR
 (.xml/.bin) in the cache (cache_folder()), in a folder named by the weights file's content hash, the input shape
