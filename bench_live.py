@@ -10,9 +10,12 @@ frame rate: `cat stream.ts | python live.py - --realtime --hop 1 ...`. The weigh
 layout, and so is the VideoClassifier(2048, 64, 3) checkpoint (bench_data/live/): only speed is measured. From
 each run's JSON Lines: the frames dropped (the end line's dropped_frames), the latency of its score lines (p50,
 p99) and the end line's realtime_factor, the processing speed as a multiple of real time.
-- --crops 1, a --minutes stream. Goals: no frame dropped; latency p99 <= 1.0 s over all scores.
+- --crops 1, a --minutes stream, once per backend on the CPU (--backend torch, then openvino; the OpenVINO
+  cache, bench_data/live/openvino-cache, filled first). Goals: no frame dropped; latency p99 <= 1.0 s over all
+  scores.
 - --crops 10, a --short-minutes and a --minutes stream. The network's time for one batch (live.py's 2 snippets
-  x 10 crops) is measured in this process: the median of --batches after a warm-up. Goals: latency p99 <=
+  x 10 crops, on live.py's default backend) is measured in this process: the median of --batches after a
+  warm-up. Goals: latency p99 <=
   --max-lag + that time + 1 s over the scores written while the stream played (end_time + latency <= the
   stream's duration, both on the stream's clock); the peak memory of the long stream within 1.1x the short
   one's. When a stream ends, the snippets still queued (up to --max-lag of video) are scored without dropping,
@@ -30,11 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from backend import CACHE_VARIABLE, cached_model, load_network
 from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, random_checkpoint,
                           run_process, stream_run, stream_video, table, timed, write_random_weights, written_once)
 from cli import HelpFormatter, check_positive, pick_device, run
 from dataset import FRAMES_PER_SNIPPET, DataError, write_atomic
-from i3d import load_i3d
 from stream import LIVE_MAX_LAG
 from video import CLIPS_PER_BATCH, HEIGHT, WIDTH, Extractor
 
@@ -43,13 +46,13 @@ MEMORY_GOAL = 1.1           # the long 10-crop stream's peak memory over the sho
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def live(args, device, video, name, crops):
+def live(args, device, video, name, crops, backend='auto'):
     """One live.py process fed video through a pipe in real time, hop 1."""
     folder = args.out
     command = [sys.executable, os.path.join(REPO, 'live.py'), '-', '--realtime', '--hop', '1', '--crops', str(crops),
                '--ckpt', os.path.join(folder, 'random_model.pth'), '--weights', os.path.join(folder, 'random_i3d.pth'),
                '--max-lag', str(args.max_lag), '--device', device.type, '--out-dir', os.path.join(folder, 'out'),
-               '--name', name]
+               '--name', name, '--backend', backend]
     print(f'bench_live.py: running {name} (its output in {os.path.join(folder, name + ".log")})', flush=True)
     wall, peak, output = run_process(['sh', '-c', f'cat {shlex.quote(video)} | {shlex.join(command)}'],
                                   os.path.join(folder, name + '.log'))
@@ -71,18 +74,21 @@ def speed_text(r):
 
 
 def one_crop(args, device, video):
-    r = live(args, device, video, 'crops1', 1)
-    every = r.played + r.drained
-    p50, p99 = percentile(every, 50), percentile(every, 99)
-    return [(f'live.py --crops 1 --hop 1, a {args.minutes:g}-minute stream', f'latency p50 {p50:.2f} s, p99 '
-             f'{p99:.2f} s (all {len(every)} scores)', speed_text(r), f'{r.peak / GB:.2f} GB',
-             met('no frame dropped', r.dropped == 0) + '; ' + met(f'latency p99 <= {LATENCY_GOAL:g} s',
-                                                                   p99 <= LATENCY_GOAL))]
+    rows = []
+    for backend in ('torch', 'openvino') if device.type == 'cpu' else ('torch',):
+        r = live(args, device, video, f'crops1-{backend}', 1, backend)
+        every = r.played + r.drained
+        p50, p99 = percentile(every, 50), percentile(every, 99)
+        rows.append((f'live.py --crops 1 --hop 1 --backend {backend}, a {args.minutes:g}-minute stream',
+                     f'latency p50 {p50:.2f} s, p99 {p99:.2f} s (all {len(every)} scores)', speed_text(r),
+                     f'{r.peak / GB:.2f} GB', met('no frame dropped', r.dropped == 0) + '; '
+                     + met(f'latency p99 <= {LATENCY_GOAL:g} s', p99 <= LATENCY_GOAL)))
+    return rows
 
 
 def batch_seconds(args, device):
     """The network's time for one batch of live.py's 10-crop runs: the median of --batches after a warm-up."""
-    extract = Extractor(load_i3d(os.path.join(args.out, 'random_i3d.pth'), device), 10, device)
+    extract = Extractor(load_network(os.path.join(args.out, 'random_i3d.pth'), device), 10, device)
     frames = np.random.default_rng(0).integers(0, 256, (CLIPS_PER_BATCH // 10 * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3),
                                                np.uint8)
     extract(frames)  # sets up the convolutions' kernels
@@ -147,6 +153,9 @@ def main(args):
     os.makedirs(args.out, exist_ok=True)
     before = os.getloadavg()[0]
     written_once(os.path.join(args.out, 'random_i3d.pth'), write_random_weights)
+    os.environ[CACHE_VARIABLE] = os.path.join(args.out, 'openvino-cache')  # this process's and live.py's
+    if device.type == 'cpu':
+        cached_model(os.path.join(args.out, 'random_i3d.pth'))  # converted before any stream starts
     written_once(os.path.join(args.out, 'random_model.pth'), random_checkpoint)
     videos = {minutes: stream_video(args.out, minutes) for minutes in (args.minutes, args.short_minutes)}
 

@@ -12,11 +12,17 @@ the FLOPs are counted from the layer shapes (2 x the multiply-adds of every conv
 16 x 224 x 224 clip; pooling, ReLUs and additions add a fraction of a percent). Peak memory is that of whole
 extract_features.py processes (GNU time), on the video and on one four times longer. The goals (CPU): at most
 0.75x the reference's time, 1.2x the floor, and 1.15x the short video's peak memory for the long one. (On a
-GPU the decoding bounds the speed, far above the floor.) Prints a Markdown table naming the machine, and
-writes it to bench_data/video/bench-<device>.md.
+GPU the decoding bounds the speed, far above the floor.)
+On the CPU, both backends (backend.py) in turn: the network's time per snippet of 1 and of 10 crops (the
+default batches, in this process), whole extract_features.py processes on both videos, and the start-up: a
+process on a 1-snippet video at 1 crop, with the OpenVINO cache (bench_data/video/openvino-cache) empty, then
+filled. Goals: OpenVINO at most 0.5x PyTorch's time per snippet at 1 crop, 0.7x at 10 crops, and its start-up
+with a filled cache within 2 s of PyTorch's. Prints a Markdown table naming the machine, and writes it to
+bench_data/video/bench-<device>.md.
 """
 import argparse
 import os
+import shutil
 import sys
 import time
 
@@ -26,9 +32,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from backend import CACHE_VARIABLE, load_network
 from bench_common import GB, REPO, TIME, machine, met, run_process, sync, write_random_weights, write_video
 from cli import pick_device
-from video import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, crop_boxes, decoded_frames, extract_video,
+from video import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, Extractor, crop_boxes, decoded_frames, extract_video,
                    float32_convolutions)
 from i3d import I3DResNet50, load_i3d, read_weights
 
@@ -135,18 +142,66 @@ def measure_in_process(args, device, videos, weights):
     return rows
 
 
+def backends(device):
+    return ('torch', 'openvino') if device.type == 'cpu' else ('torch',)
+
+
+def measure_backends(args, device, weights):
+    """Per backend, the network's time per snippet of 1 and of 10 crops: Extractor on random frames, the default
+    batch (CLIPS_PER_BATCH clips), the best of --repeats after a warm-up; OpenVINO's features against PyTorch's."""
+    if device.type != 'cpu':
+        return []
+    networks = {backend: load_network(weights, device, backend) for backend in backends(device)}
+    rows = []
+    for crops in (1, 10):
+        frames = np.random.default_rng(crops).integers(
+            0, 256, (CLIPS_PER_BATCH // crops * 16, HEIGHT, WIDTH, 3), np.uint8)
+        seconds, features = {}, {}
+        for backend, network in networks.items():
+            extract = Extractor(network, crops, device)
+            extract(frames)
+            runs = [timed(lambda: extract(frames), device) for _ in range(args.repeats)]
+            seconds[backend] = min(s for s, _ in runs) / (len(frames) // 16)
+            features[backend] = runs[-1][1]
+        ratio = seconds['openvino'] / seconds['torch']
+        goal = 0.5 if crops == 1 else 0.7
+        difference = np.abs(features['openvino'] - features['torch']).max() / np.abs(features['torch']).max()
+        rows.append((f'the network, {crops} crop{"s" * (crops > 1)}, {CLIPS_PER_BATCH // crops} snippets per batch: '
+                     'PyTorch / OpenVINO', f'{seconds["torch"]:.3f} s / {seconds["openvino"]:.3f} s',
+                     f'per snippet; OpenVINO {ratio:.2f}x PyTorch\'s time; features within {difference:.1e} of the '
+                     'largest', '', met(f'<= {goal:g}x', ratio <= goal) + '; ' + met('<= 1e-5', difference <= 1e-5)))
+    return rows
+
+
 def measure_processes(args, device, videos, weights, folder):
-    """Whole extract_features.py runs on the short and the long video: wall time and peak memory."""
-    rows, peaks = [], {}
-    for name in ('short', 'long'):
-        command = [sys.executable, os.path.join(REPO, 'extract_features.py'), videos[name], '--weights', weights,
-                   '--out-dir', os.path.join(folder, 'out'), '--overwrite', '--batch-size', str(args.batch_size),
-                   '--device', device.type]
-        wall, peaks[name], output = run_process(command, os.path.join(folder, f'{name}.log'))
-        snippets = args.snippets * (4 if name == 'long' else 1)
-        goal = met("<= 1.15x the short video's", peaks['long'] <= 1.15 * peaks['short']) if name == 'long' else ''
-        rows.append((f'extract_features.py, {snippets} snippets (process: start, weights, extraction)', f'{wall:.1f} s',
-                     output.strip().splitlines()[-1].split('; ')[-1], f'{peaks[name] / GB:.2f} GB', goal))
+    """Whole extract_features.py runs: the start-up (a 1-snippet video, 1 crop; OpenVINO with an empty cache, then
+    a filled one) and the short and the long video per backend: wall time and peak memory."""
+    def process(video, backend, log, *flags):
+        command = [sys.executable, os.path.join(REPO, 'extract_features.py'), video, '--weights', weights,
+                   '--out-dir', os.path.join(folder, 'out'), '--overwrite', '--device', device.type,
+                   '--backend', backend, *flags]
+        return run_process(command, os.path.join(folder, log))
+
+    rows, walls = [], {}
+    shutil.rmtree(os.environ[CACHE_VARIABLE], ignore_errors=True)
+    for backend, cache in [('torch', '')] + [('openvino', 'empty'), ('openvino', 'filled')] * (device.type == 'cpu'):
+        walls[backend, cache], peak, _ = process(videos['one'], backend, f'start-{backend}{cache}.log', '--crops', '1')
+        goal = ''
+        if cache == 'filled':
+            goal = met("<= PyTorch's + 2 s", walls[backend, cache] <= walls['torch', ''] + 2)
+        rows.append((f'start-up: extract_features.py --backend {backend}, 1 snippet, 1 crop'
+                     + (f', the OpenVINO cache {cache}' if cache else ''), f'{walls[backend, cache]:.1f} s',
+                     'the whole process', f'{peak / GB:.2f} GB', goal))
+    for backend in backends(device):
+        peaks = {}
+        for name in ('short', 'long'):
+            wall, peaks[name], output = process(videos[name], backend, f'{name}-{backend}.log',
+                                                '--batch-size', str(args.batch_size))
+            snippets = args.snippets * (4 if name == 'long' else 1)
+            goal = met("<= 1.15x the short video's", peaks['long'] <= 1.15 * peaks['short']) if name == 'long' else ''
+            rows.append((f'extract_features.py --backend {backend}, {snippets} snippets, 10 crops (process: start, '
+                         'weights, extraction)', f'{wall:.1f} s', output.strip().splitlines()[-1].split('; ')[-1],
+                         f'{peaks[name] / GB:.2f} GB', goal))
     return rows
 
 
@@ -160,17 +215,19 @@ def main(args):
     folder = os.path.join(REPO, 'bench_data', 'video')
     os.makedirs(folder, exist_ok=True)
     before = os.getloadavg()[0]
+    os.environ[CACHE_VARIABLE] = os.path.join(folder, 'openvino-cache')  # this process's and extract_features.py's
     weights = os.path.join(folder, 'random_i3d_r50.pth')
     if not os.path.isfile(weights):
         write_random_weights(weights)
     videos = {}
-    for name, frames in (('warm-up', args.batch_size * 16), ('short', args.snippets * 16 + 7),
+    for name, frames in (('one', 16), ('warm-up', args.batch_size * 16), ('short', args.snippets * 16 + 7),
                          ('long', 4 * args.snippets * 16 + 7)):  # a tail of 7 frames, dropped
         videos[name] = os.path.join(folder, f'{name}-{args.width}x{args.height}-{frames}.mp4')
         if not os.path.isfile(videos[name]):
             write_video(videos[name], frames, args.width, args.height, seed=frames)
 
-    rows = measure_in_process(args, device, videos, weights) + measure_processes(args, device, videos, weights, folder)
+    rows = (measure_in_process(args, device, videos, weights) + measure_processes(args, device, videos, weights, folder)
+            + measure_backends(args, device, weights))
     after = os.getloadavg()[0]
     title = (f'**{machine(device)}.** Videos {args.width} x {args.height}, {args.snippets} and {4 * args.snippets} '
              f'snippets (and a dropped tail of 7 frames), 10 crops, random weights; in-process times are the best '

@@ -37,9 +37,9 @@ import sys
 import numpy as np
 import torch
 
+from backend import load_network
 from cli import check_out_dir, check_positive, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, write_atomic
-from i3d import load_i3d
 from model import load_checkpoint
 from results import find_events
 from video import (FEATURE_FILE_FPS, add_extraction_arguments, extract_video, extraction_device,
@@ -132,7 +132,7 @@ def main(args):
     feature_size = model.self_anttention[0].in_features
     videos = check_inputs(args, inputs, problems, feature_size)
     model = model.to(device).eval()
-    network = load_i3d(args.weights, device) if videos else None
+    network = load_network(args.weights, device, args.backend) if videos else None
 
     streams, records = [], []
     for path, is_features in inputs:

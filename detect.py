@@ -39,9 +39,10 @@ import sys
 import numpy as np
 import torch
 
+from backend import load_network
 from cli import check_out_dir, check_positive, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, save_npy, video_name, write_atomic
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
 from model import load_checkpoint
 from page import write_page
 from protocol import video_scores
@@ -174,7 +175,7 @@ def main(args):
     for problem in problems.values():  # every bad input named before any work; the others go on
         print(f'detect.py: error: {problem}', file=sys.stderr)
     model = model.to(device).eval()
-    network = load_i3d(args.weights, device) if to_extract else None
+    network = load_network(args.weights, device, args.backend) if to_extract else None
     failed = list(problems)
     for path, is_features in inputs:
         try:

@@ -37,9 +37,9 @@ import time
 
 from tqdm import tqdm
 
+from backend import load_network
 from cli import check_out_dir, parse_shard, run
 from dataset import DataError, save_npy
-from i3d import load_i3d
 from video import (VIDEO_EXTENSIONS, add_extraction_arguments, check_videos, extract_video, extraction_device,
                    feature_path, find_videos)
 
@@ -72,7 +72,7 @@ def main(args):
         if problems:
             raise failure(list(problems), todo)
         return
-    network = load_i3d(args.weights, device)
+    network = load_network(args.weights, device, args.backend)
 
     failed, snippets, start = list(problems), 0, time.perf_counter()
     for video in tqdm(good, desc='videos', unit='video', disable=None if len(good) > 1 else True):

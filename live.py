@@ -57,11 +57,12 @@ import time
 
 import numpy as np
 
+from backend import load_network
 from camera import Camera
 from cli import check_out_dir, check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from feature_file import FeatureFile
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
 from model import load_checkpoint
 from page import write_page
 from results import CSV_HEADER, csv_rows, utc_text
@@ -303,7 +304,7 @@ def score_source(args, device, name, model, stopping, readers):
     retries = args.reconnect if reopenable(args.source, args.format) else 0
     container, stream = open_retrying(args.source, args.format, retries, stopping,  # before the weights: a
                                       lambda line: print(f'live.py: {line}', file=sys.stderr))  # wrong source at once
-    extract = Extractor(load_i3d(args.weights, device), args.crops, device, args.half)
+    extract = Extractor(load_network(args.weights, device, args.backend), args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
         raise DataError(f'{args.source}: the stream does not state its frame rate: give it with --fps')

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from backend import BACKENDS, check_backend
 from cli import check_positive, pick_device
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, open_features
 from i3d import FEATURE_SIZE, WHERE_FROM
@@ -235,8 +236,8 @@ def resized(frame):
 
 
 class Extractor:
-    """The network on snippets of resized frames: uint8 [b * 16, 256, 340, 3] -> float32 numpy [b, crops, 2048].
-    half: float16 autocast (CUDA only)."""
+    """The network (backend.load_network's, either backend) on snippets of resized frames: uint8
+    [b * 16, 256, 340, 3] -> float32 numpy [b, crops, 2048]. half: float16 autocast (CUDA only)."""
 
     def __init__(self, network, crops=10, device='cpu', half=False):
         self.network, self.crops, self.device, self.half = network, crops, torch.device(device), half
@@ -294,6 +295,9 @@ def add_extraction_arguments(parser):
                         help='float16 autocast on CUDA: faster, features differ slightly from float32 (README)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
                         help='auto: CUDA when present (default: %(default)s)')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+                        help="the I3D network's runtime; auto: OpenVINO on the CPU, PyTorch on CUDA, both float32 "
+                             '(README: The I3D backend) (default: %(default)s)')
 
 
 def check_weights(path, what='--weights'):
@@ -312,13 +316,14 @@ def check_weights(path, what='--weights'):
 
 
 def extraction_device(args):
-    """The device of --device, after checking the extraction flags (--half against the device) and, when given,
-    --weights (check_weights): the checks every video script makes first."""
+    """The device of --device, after checking the extraction flags (--half and --backend against the device) and,
+    when given, --weights (check_weights): the checks every video script makes first."""
     if args.batch_size is not None:
         check_positive(args, 'batch_size')
     device = pick_device(args.device)
     if args.half and device.type != 'cuda':
         raise DataError('--half needs a CUDA device')
+    check_backend(args.backend, device)
     if args.weights is not None:
         check_weights(args.weights)
     return device

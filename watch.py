@@ -31,11 +31,12 @@ import threading
 import time
 
 import config
+from backend import load_network
 from camera import Camera
 from cli import pick_device
 from clips import ClipRecorder
 from dataset import FRAMES_PER_SNIPPET, DataError
-from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE, load_i3d
+from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
 from model import load_checkpoint
 from page import write_page
 from repair import repair
@@ -179,7 +180,7 @@ def main(args):
         raise DataError(f'{args.config}: model.ckpt: {model_settings["ckpt"]} takes features of size '
                         f'{model.self_anttention[0].in_features}, and I3D\'s are {I3D_FEATURE_SIZE}')
     crops = model_settings['crops']
-    extract = Extractor(load_i3d(model_settings['weights'], device), crops, device)
+    extract = Extractor(load_network(model_settings['weights'], device, model_settings['backend']), crops, device)
     batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
     os.makedirs(record['out_dir'], exist_ok=True)
     names = list(settings['cameras'])

@@ -28,6 +28,14 @@ def run_script(script, *args, cwd, check=True):
     return result
 
 
+@pytest.fixture(scope='session', autouse=True)
+def openvino_cache(tmp_path_factory):
+    """The OpenVINO cache of this session (backend.py), for its scripts too: never the user's."""
+    folder = tmp_path_factory.mktemp('openvino')
+    os.environ['ANOMALY_OPENVINO_CACHE'] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope='session')
 def prepared_set(tmp_path_factory):
     """A tiny raw set (8 + 8 train, 3 + 3 test videos, 2 crops, F=16) with its lists, pooled features and gt."""
