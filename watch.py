@@ -31,6 +31,8 @@ import threading
 import time
 
 import config
+import retention
+from alerts import Alerts
 from camera import Camera
 from cli import pick_device
 from clips import ClipRecorder
@@ -149,23 +151,14 @@ def enforce_retention(record, feeds):
     """retention.enforce(out_dir, keep_days, keep_gb, active, now, log): the oldest whole segments deleted while
     older than keep_days or while out_dir holds more than keep_gb; never those of active, the stems of the
     segments being written."""
-    try:
-        import retention
-    except ImportError:  # retention.py (branch config) not merged yet
-        return
     active = set().union(*(feed.camera.files.active() for feed in feeds if feed.camera is not None))
     retention.enforce(record['out_dir'], record['keep_days'], record['keep_gb'], active, time.time(),
                       lambda line: print(f'watch.py: {line}', file=sys.stderr))
 
 
 def start_alerts(settings, names):
-    """alerts.Alerts when the configuration asks for MQTT, webhooks or Frigate (and the module is there)."""
+    """alerts.Alerts when the configuration asks for MQTT, webhooks or Frigate."""
     if not (settings['mqtt'] or settings['webhooks'] or settings['frigate']):
-        return None
-    try:
-        from alerts import Alerts
-    except ImportError:
-        print('watch.py: warning: alerts.py is missing: no alerts are sent', file=sys.stderr)
         return None
     return Alerts(settings, names, lambda line: print(f'watch.py: {line}', file=sys.stderr))
 

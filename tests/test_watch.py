@@ -30,47 +30,14 @@ from video import extract_video
 LIMIT = 300  # seconds any one run may take
 WINDOW = 2
 
-# config.py is the config branch's; until it is merged, watch.py's runs here import this stand-in of its
-# interface (CONTRACT.md): the dict load_config returns, every default filled
-CONFIG_STANDIN = '''
-import re
-import yaml
-from dataset import DataError
-
-
-class ConfigError(DataError):
-    pass
-
-
-def redact(url):
-    return re.sub(r'(://[^:/@]+:)[^@]*@', r'\\1***@', url)
-
-
-def load_config(path):
-    raw = yaml.safe_load(open(path))
-    detect = {'test_split_size': 32, 'hop': 1, 'threshold': 0.5, 'max_lag': 10.0, **raw.get('detect', {})}
-    return {'model': {'crops': 1, 'device': 'auto', 'backend': 'auto', 'batch_size': None, **raw['model']},
-            'detect': detect,
-            'record': {'out_dir': 'results/watch', 'segment_minutes': 60.0, 'keep_days': 7.0, 'keep_gb': None,
-                       'features': False, 'clips': True, 'pre_roll': 5.0, **raw.get('record', {})},
-            'cameras': {name: {'format': None, 'realtime': False, 'reconnect': None, 'fps': None, **detect,
-                               'frigate_camera': name, **camera} for name, camera in raw['cameras'].items()},
-            'mqtt': None, 'webhooks': [], 'frigate': None, 'http': None}
-'''
-
-
 @pytest.fixture(scope='module')
 def cams(tmp_path_factory, i3d_weights):  # noqa: F811
-    """A folder with weights.pth, model.pth, a.ts (6 snippets and 5 frames), b.ts (5 snippets and 3 frames), and
-    (until config.py is merged) the stand-in of config.py in standin/."""
+    """A folder with weights.pth, model.pth, a.ts (6 snippets and 5 frames) and b.ts (5 snippets and 3 frames)."""
     root = tmp_path_factory.mktemp('watch')
     os.symlink(i3d_weights, root / 'weights.pth')
     model = save_model(root / 'model.pth', feature_size=2048)
     encode_ts(root / 'a.ts', 16 * 6 + 5)
     encode_ts(root / 'b.ts', 16 * 5 + 3, seed=1)
-    if not os.path.exists(os.path.join(REPO, 'config.py')):
-        (root / 'standin').mkdir()
-        (root / 'standin' / 'config.py').write_text(CONFIG_STANDIN)
     return root, model
 
 
@@ -83,8 +50,7 @@ def config_text(root, out_dir, cameras, detect='', record=''):
 
 def start_watch(root, text):
     (root / 'cams.yaml').write_text(text)
-    env = {**os.environ, 'PYTHONPATH': str(root / 'standin')}
-    return subprocess.Popen([sys.executable, os.path.join(REPO, 'watch.py'), 'cams.yaml'], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, os.path.join(REPO, 'watch.py'), 'cams.yaml'], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
