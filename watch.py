@@ -33,7 +33,7 @@ import time
 import config
 import retention
 from alerts import Alerts
-from camera import Camera
+from camera import Camera, State
 from cli import pick_device
 from clips import ClipRecorder
 from dataset import FRAMES_PER_SNIPPET, DataError
@@ -43,8 +43,9 @@ from page import write_page
 from repair import repair
 from scheduler import Scheduler
 from segments import SegmentFiles
+from serve import PageServer
 from stream import LIVE_MAX_LAG, End, SnippetReader, frame_rate, open_retrying, reopenable
-from video import CLIPS_PER_BATCH, Extractor
+from video import CLIPS_PER_BATCH, Extractor, small_picture_warning
 from windows import Windows
 
 STOP_SECONDS = 8.0  # after a signal, the most the cameras' readers are waited for
@@ -54,11 +55,13 @@ EXIT_CONFIG = 2     # exit status of a configuration mistake
 
 class Feed:
     """One camera: its source opened in a thread of its own (tried again while its `reconnect` allows), its
-    reader, and its Camera from the first snippet or gap on (a camera that never delivers writes nothing)."""
+    reader, its State (alerts' and the served page's) and its Camera from the first snippet or gap on (a camera
+    that never delivers writes nothing)."""
 
     def __init__(self, name, settings, shared):
         self.name, self.settings, self.shared = name, settings, shared
         self.source = config.redact(settings['source'])
+        self.state = State(name, shared['alerts'])
         self.reader = self.camera = None
         self.ended = False
         self.stopping = threading.Event()
@@ -73,13 +76,14 @@ class Feed:
         reconnect = math.inf if settings['reconnect'] is None else settings['reconnect']
         try:
             container, stream = open_retrying(source, input_format, reconnect if reopenable(source, input_format)
-                                              else 0, self.stopping, lambda line: self.log(config.redact(line)))
+                                              else 0, self.stopping, self.retrying)
             fps = settings['fps'] or frame_rate(stream)
             if not fps > 0:
                 container.close()
                 raise DataError(f'{self.source}: the stream does not state its frame rate: give the camera an fps')
         except DataError as e:
             self.log(f'{config.redact(str(e))}; the camera ends')
+            self.state.update(state='stopped')
             self.ended = True
             return
         live = settings['realtime'] or reopenable(source, input_format)
@@ -91,11 +95,21 @@ class Feed:
             recorder = ClipRecorder(stream, fps, pre_roll, pre_roll + (max_lag or LIVE_MAX_LAG) + window + 10,
                                     fragmented=True)
         self.fps = fps
-        self.log(f'{self.source}: {stream.codec_context.width} x {stream.codec_context.height} at {fps:g} fps')
+        width, height = stream.codec_context.width, stream.codec_context.height
+        self.log(f'{self.source}: {width} x {height} at {fps:g} fps')
+        warning = small_picture_warning(self.source, width, height)
+        if warning:
+            self.log(f'warning: {warning}')
         self.reader = SnippetReader(source, input_format, container, stream, fps, live, settings['realtime'],
-                                    max_lag, reconnect, recorder, shared['batch'])
+                                    max_lag, reconnect, recorder, shared['batch'],
+                                    lambda: self.state.update(state='reconnecting'))
         if self.stopping.is_set():
             self.reader.stop()
+
+    def retrying(self, line):
+        """open_retrying's log: the source does not answer yet, and is tried again."""
+        self.log(config.redact(line))
+        self.state.update(state='reconnecting')
 
     def stop(self, drop=False):
         self.stopping.set()
@@ -116,7 +130,7 @@ class Feed:
             self.camera = Camera(self.name, self.fps, Windows(shared['model'], settings['test_split_size'],
                                                               settings['hop']),
                                  settings['threshold'], files, self.reader.recorder, f'watch.py: {self.name}: ',
-                                 shared['device'], shared['alerts'])
+                                 shared['device'], self.state)
         return self.camera
 
     # ---------------------------------------------------------------------------------- the scheduler's calls
@@ -138,6 +152,7 @@ class Feed:
         camera = self.camera
         if camera is None:
             self.log(f'{config.redact(why)}: ended before its first snippet; nothing written')
+            self.state.update(state='stopped')
             return
         camera.finish(max(frames, camera.written), reason)
         report = camera.files.segment.report if camera.files.segment else {}
@@ -163,6 +178,19 @@ def start_alerts(settings, names):
     return Alerts(settings, names, lambda line: print(f'watch.py: {line}', file=sys.stderr))
 
 
+def start_server(settings, out_dir, feeds):
+    """serve.PageServer of out_dir when the configuration has `http`, listening; its snapshot: each feed's state
+    (State.current, a dict replaced on each change, so read whole from the server's thread). DataError (one
+    line) when it cannot listen."""
+    if settings is None:
+        return None
+    server = PageServer(out_dir, settings['bind'], settings['port'], settings['token'],
+                        lambda: {feed.name: feed.state.current for feed in list(feeds)})
+    server.start()
+    print(f'watch.py: the live page: http://{settings["bind"]}:{server.port}/', file=sys.stderr)
+    return server
+
+
 def main(args):
     settings = config.load_config(args.config)
     model_settings, record = settings['model'], settings['record']
@@ -175,12 +203,14 @@ def main(args):
     extract = Extractor(load_i3d(model_settings['weights'], device), crops, device)
     batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
     os.makedirs(record['out_dir'], exist_ok=True)
+    feeds = []  # filled once the server and the alerts are up
+    server = start_server(settings['http'], record['out_dir'], feeds)
     names = list(settings['cameras'])
     for name in names:  # what a hard stop left, before anything new is written
         repair(record['out_dir'], name, I3D_FEATURE_SIZE, lambda line: print(f'watch.py: {line}', file=sys.stderr))
     shared = {'record': record, 'crops': crops, 'checkpoint': model_settings['ckpt'], 'model': model,
               'device': device, 'batch': batch, 'alerts': start_alerts(settings, names)}
-    feeds = [Feed(name, settings['cameras'][name], shared) for name in names]
+    feeds.extend(Feed(name, settings['cameras'][name], shared) for name in names)
     scheduler = Scheduler(extract, batch)
     signals = []
 
@@ -206,6 +236,8 @@ def main(args):
                 feed.finish(feed.camera.written if feed.camera else 0, 'stopped', 'stopped')
         if shared['alerts'] is not None:
             shared['alerts'].close()
+        if server is not None:
+            server.close()
         for number, handler in handlers.items():
             signal.signal(number, handler)
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_script
+from camera import State
 from dataset import DataError
 from live import Scorer, build_parser, main
 from results import utc_seconds
@@ -446,6 +447,12 @@ def test_event_lines_on_stderr_name_the_script(stream_set):
     assert events and all(line.startswith('live.py: ') for line in events)
 
 
+def test_a_picture_smaller_than_the_networks_crop_is_warned_about(stream_set):
+    """cam.ts is 64 x 48: its frames are enlarged to 340 x 256 (video.small_picture_warning)."""
+    log = stream_set[-1][2]
+    assert '\nlive.py: warning: -: 64 x 48 pixels, smaller than the network\'s 224 x 224 crop' in log
+
+
 class FakeReader:
     source, live, behind = 'cam', False, 0.0
 
@@ -455,7 +462,7 @@ class FakeReader:
 
 def test_realtime_factor_is_the_slower_of_the_two_threads_and_the_status_line_adds_up(capsys):
     from types import SimpleNamespace
-    scorer = Scorer(None, None, 32.0, None)
+    scorer = Scorer(None, None, 32.0, None, State('cam'))
     scorer.work = 4.0  # the network: 20 snippets (10 s of video) in 4 s: 2.5 x real time
     scorer.camera = SimpleNamespace(snippets=20, written=32 * 18, dropped=32 * 10,
                                     files=SimpleNamespace(report={'events': []}))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -23,8 +24,10 @@ from protocol import video_scores
 from results import find_events, read_score_rows, utc_seconds
 from scheduler import Scheduler
 from stream import End, Gap, Snippet
+from test_alerts import Subscriber, broker, free_port, mosquitto  # noqa: F401 (broker, mosquitto: fixtures)
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 from test_live import FPS, causal_scores, encode_ts
+from test_serve import get
 from video import extract_video
 
 LIMIT = 300  # seconds any one run may take
@@ -41,10 +44,11 @@ def cams(tmp_path_factory, i3d_weights):  # noqa: F811
     return root, model
 
 
-def config_text(root, out_dir, cameras, detect='', record=''):
+def config_text(root, out_dir, cameras, detect='', record='', more=''):
+    """more: further sections (mqtt, http), as lines of YAML."""
     return (f'model: {{ckpt: {root}/model.pth, weights: {root}/weights.pth, crops: 1, device: cpu, batch_size: 1}}\n'
             f'detect: {{test_split_size: {WINDOW}, {detect}}}\n'
-            f'record: {{out_dir: {out_dir}, pre_roll: 1, {record}}}\n'
+            f'record: {{out_dir: {out_dir}, pre_roll: 1, {record}}}\n' + more +
             'cameras:\n' + ''.join(f'  {name}: {{{camera}}}\n' for name, camera in cameras.items()))
 
 
@@ -213,6 +217,48 @@ def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
         assert sum(1 for _ in container.decode(video=0)) > 0
     jsonl = [json.loads(line) for line in open(os.path.join(day, 'events.jsonl'))]
     assert jsonl[0] == event and len(jsonl) == 1 + sum(len(report['events']) for report in new)
+
+
+def test_a_configuration_mistake_is_one_line_and_status_2_with_nothing_written(cams):
+    root, _ = cams
+    out = root / 'mistaken'
+    process = start_watch(root, config_text(root, out, {'a': 'source: a.ts'}, detect='treshold: 0.5'))
+    stdout, stderr = process.communicate(timeout=LIMIT)
+    assert process.returncode == 2 and stdout == ''
+    assert stderr == 'watch.py: error: cams.yaml: detect.treshold: unknown key; did you mean threshold?\n'
+    assert not out.exists()
+
+
+def test_alerts_on_a_real_broker_and_the_page_served_while_it_runs(cams, broker):
+    """a.ts in real time (4 s), threshold 0 (one event, the whole stream), with an mqtt section (mosquitto on
+    127.0.0.1) and an http one (a free port): the event's start and end and the camera's states arrive, and
+    state.json lists the camera as streaming while it runs."""
+    root, _ = cams
+    port = free_port()
+    mosquitto = broker()
+    subscriber = Subscriber(mosquitto.port, ['anomaly/a/events', 'anomaly/a/state'])
+    process = start_watch(root, config_text(
+        root, root / 'alerted', {'a': 'source: a.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
+        more=f'mqtt: {{host: 127.0.0.1, port: {mosquitto.port}}}\nhttp: {{port: {port}}}\n'))
+    try:
+        while json.loads(process.stdout.readline())['type'] != 'score':
+            pass
+        status, _, body = get(SimpleNamespace(port=port), '/state.json')
+        lines, _, log = lines_as_they_come(process)
+    finally:
+        process.kill()
+        subscriber.close()
+    assert status == 200
+    (camera,) = json.loads(body)['cameras']
+    assert camera['name'] == 'a' and camera['state'] == 'streaming', camera
+    start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/a/events', 2)]
+    (event,) = [line for line in lines if line['type'] == 'event_end']
+    assert start['type'] == 'start' and start['id'] == event['id'] and start['start_utc'] == event['start_utc']
+    assert end == {'type': 'end', **{key: value for key, value in event.items() if key != 'type'}}
+    states = [json.loads(payload) for payload in subscriber.wait('anomaly/a/state', 2)]
+    assert states[0]['state'] == 'streaming' and states[-1]['state'] == 'stopped', states
+    last_score = [line for line in lines if line['type'] == 'score'][-1]
+    assert states[-1]['utc'] == last_score['end_utc'] and states[-1]['dropped_frames'] == 0
 
 
 class FakeCamera:
