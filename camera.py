@@ -103,13 +103,13 @@ class Camera:
     def add(self, snippets, rows):
         """A batch of this camera's snippets (stream.Snippet, consecutive) and their features [n, crops, F]
         (numpy float32): score each window they complete."""
+        behind = self.behind_until is not None and snippets[-1].end_clock < self.behind_until
+        self.state.update(state='behind' if behind else 'streaming')
         for snippet, row, feature in zip(snippets, rows, torch.from_numpy(rows).to(self.device)):
             self.snippets += 1
             self.pending.append((snippet._replace(frames=None), row))  # its pictures are not needed any more
             if self.windows.add(feature):
                 self.flush()
-        behind = self.behind_until is not None and snippets[-1].end_clock < self.behind_until
-        self.state.update(state='behind' if behind else 'streaming')
 
     def flush(self):
         """Score the snippets waiting for a window (the newest last), as at the end of a stream."""

@@ -19,7 +19,7 @@ Standard output: JSON Lines, one object per line, flushed at once (the log goes 
      "latency"}
     {"type": "event_start", "frame", "time", "utc", "score"}
     {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "start_utc",
-     "end_utc", "clip"}
+     "end_utc", "clip", "clip_offset" (with a clip: seconds from its first frame to the event's)}
     {"type": "gap", "start_frame", "end_frame", "start_utc", "end_utc", "reason"}
     {"type": "end", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "realtime_factor", "reason"}
 Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. Clock
@@ -39,6 +39,8 @@ Written to --out-dir as the stream goes (named after --name: the file's stem, el
                       <name>_i3d.npy.part until then)
     clips/<name>-<start time>s.mp4   with --clips: each event, from --pre-roll seconds before it
     index.html        the review page of every result in the folder (page.py), after each event and at the end
+With --mqtt HOST[:PORT] (topics under --mqtt-prefix), the events, the stream's state and Home Assistant discovery
+go to that MQTT broker as watch.py's do (alerts.py), the camera named as the outputs are.
 A name whose CSV, JSON or features are in --out-dir already (an earlier run's) is refused before any work:
 give another --name, or --overwrite to replace them.
 SIGINT or SIGTERM stops reading, scores what is complete, ends the open event and writes everything; a second

@@ -25,6 +25,7 @@ from live import Scorer, build_parser, main
 from results import utc_seconds
 from windows import Windows
 from stream import Snippet, SnippetReader, open_source
+from test_alerts import Subscriber, broker, mosquitto  # noqa: F401 (broker, mosquitto: fixtures)
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
 FPS = 25
@@ -451,6 +452,27 @@ def test_a_picture_smaller_than_the_networks_crop_is_warned_about(stream_set):
     """cam.ts is 64 x 48: its frames are enlarged to 340 x 256 (video.small_picture_warning)."""
     log = stream_set[-1][2]
     assert '\nlive.py: warning: -: 64 x 48 pixels, smaller than the network\'s 224 x 224 crop' in log
+
+
+def test_mqtt_gets_the_events_and_the_states(stream_set, broker):  # noqa: F811 (broker: a fixture)
+    """live.py --mqtt in this process, threshold 0 (one event, the whole stream), against mosquitto on 127.0.0.1:
+    the event's start and end and the camera's states, under the run's name."""
+    root = stream_set[0]
+    mosquitto = broker()
+    subscriber = Subscriber(mosquitto.port, ['anomaly/mq/events', 'anomaly/mq/state'])
+    try:
+        _, lines, _ = live_here(root, 'cam.ts', '--name', 'mq', '--overwrite', '--no-page', '--threshold', 0,
+                                '--mqtt', f'127.0.0.1:{mosquitto.port}')
+        start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/mq/events', 2)]
+        subscriber.wait_for_state('anomaly/mq/state', 'stopped')
+        states = [json.loads(payload)['state'] for payload in subscriber.payloads('anomaly/mq/state')]
+    finally:
+        subscriber.close()
+    (event,) = frames_of(lines, 'event_end')
+    assert (start['type'], start['camera'], start['start_utc']) == ('start', 'mq', event['start_utc'])
+    assert end == {'type': 'end', 'id': start['id'], 'camera': 'mq',
+                   **{key: value for key, value in event.items() if key != 'type'}}
+    assert states[0] == 'streaming' and states[-1] == 'stopped', states
 
 
 class FakeReader:

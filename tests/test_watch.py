@@ -245,17 +245,18 @@ def test_alerts_on_a_real_broker_and_the_page_served_while_it_runs(cams, broker)
             pass
         status, _, body = get(SimpleNamespace(port=port), '/state.json')
         lines, _, log = lines_as_they_come(process)
+        start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/a/events', 2)]
+        subscriber.wait_for_state('anomaly/a/state', 'stopped')
     finally:
         process.kill()
         subscriber.close()
     assert status == 200
     (camera,) = json.loads(body)['cameras']
     assert camera['name'] == 'a' and camera['state'] == 'streaming', camera
-    start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/a/events', 2)]
     (event,) = [line for line in lines if line['type'] == 'event_end']
     assert start['type'] == 'start' and start['id'] == event['id'] and start['start_utc'] == event['start_utc']
     assert end == {'type': 'end', **{key: value for key, value in event.items() if key != 'type'}}
-    states = [json.loads(payload) for payload in subscriber.wait('anomaly/a/state', 2)]
+    states = [json.loads(payload) for payload in subscriber.payloads('anomaly/a/state')]
     assert states[0]['state'] == 'streaming' and states[-1]['state'] == 'stopped', states
     last_score = [line for line in lines if line['type'] == 'score'][-1]
     assert states[-1]['utc'] == last_score['end_utc'] and states[-1]['dropped_frames'] == 0
