@@ -202,9 +202,9 @@ def main(args):
     crops = model_settings['crops']
     extract = Extractor(load_i3d(model_settings['weights'], device), crops, device)
     batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
-    os.makedirs(record['out_dir'], exist_ok=True)
     feeds = []  # filled once the server and the alerts are up
-    server = start_server(settings['http'], record['out_dir'], feeds)
+    server = start_server(settings['http'], record['out_dir'], feeds)  # refused: nothing written
+    os.makedirs(record['out_dir'], exist_ok=True)
     names = list(settings['cameras'])
     for name in names:  # what a hard stop left, before anything new is written
         repair(record['out_dir'], name, I3D_FEATURE_SIZE, lambda line: print(f'watch.py: {line}', file=sys.stderr))

@@ -7,6 +7,7 @@ the real key layout; every run has a time limit."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -226,6 +227,20 @@ def test_a_configuration_mistake_is_one_line_and_status_2_with_nothing_written(c
     stdout, stderr = process.communicate(timeout=LIMIT)
     assert process.returncode == 2 and stdout == ''
     assert stderr == 'watch.py: error: cams.yaml: detect.treshold: unknown key; did you mean threshold?\n'
+    assert not out.exists()
+
+
+def test_a_port_in_use_is_one_line_and_status_2_before_anything_is_written(cams):
+    root, _ = cams
+    out = root / 'refused'
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_watch(root, config_text(root, out, {'a': 'source: a.ts'}, more=f'http: {{port: {port}}}\n'))
+        stdout, stderr = process.communicate(timeout=LIMIT)
+    assert process.returncode == 2 and stdout == '' and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f'watch.py: error: http: cannot listen on 127.0.0.1:{port}: ')
     assert not out.exists()
 
 
