@@ -54,9 +54,20 @@ class State:
 
     def update(self, **changes):
         with self.lock:
-            before, self.current = self.current, {**self.current, **changes}
-            if self.alerts is not None and self.current['state'] != before['state']:
-                self.alerts.state(self.name, self.current)
+            self.change(changes)
+
+    def flowing(self, state):
+        """Snippets came: state ('streaming' or 'behind'), except while the source is reopened (from the reader's
+        reconnecting() to the reconnection's Gap, the snippets read before it may still come)."""
+        with self.lock:
+            if self.current['state'] != 'reconnecting':
+                self.change({'state': state})
+
+    def change(self, changes):
+        """Under the lock."""
+        before, self.current = self.current, {**self.current, **changes}
+        if self.alerts is not None and self.current['state'] != before['state']:
+            self.alerts.state(self.name, self.current)
 
 
 class Camera:
@@ -104,7 +115,7 @@ class Camera:
         """A batch of this camera's snippets (stream.Snippet, consecutive) and their features [n, crops, F]
         (numpy float32): score each window they complete."""
         behind = self.behind_until is not None and snippets[-1].end_clock < self.behind_until
-        self.state.update(state='behind' if behind else 'streaming')
+        self.state.flowing('behind' if behind else 'streaming')
         for snippet, row, feature in zip(snippets, rows, torch.from_numpy(rows).to(self.device)):
             self.snippets += 1
             self.pending.append((snippet._replace(frames=None), row))  # its pictures are not needed any more
@@ -141,8 +152,10 @@ class Camera:
         if gap.reason == 'behind':
             self.behind_until = gap.end_clock + BEHIND_SECONDS
             self.state.update(state='behind', dropped_frames=self.dropped)
-        else:
+        elif gap.reason == 'stopped':  # the second signal's: the camera stops
             self.state.update(dropped_frames=self.dropped)
+        else:  # a reconnection's: the frames flow again
+            self.state.update(state='streaming', dropped_frames=self.dropped)
         self.files.gap(gap)
         self.rows(gap.start_frame, gap.end_frame, np.nan, gap.start_clock, gap.end_clock, None)
 

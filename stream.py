@@ -133,9 +133,9 @@ class SnippetReader:
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
     recorder.renewed(new stream)); batch: snippets the network takes at a time; reconnecting(): called from the
     reader's thread when the source ended or broke and is being reopened (camera.State's 'reconnecting'), or None.
-    busy_seconds: the time spent
-    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the
-    stream's own clock (for a live source: video that waits before the decoder, which max_lag cannot drop).
+    busy_seconds: the time spent decoding and resizing so far, decoded: the frames decoded (gaps aside); behind:
+    how far the decoding lags the stream's own clock (for a live source: video that waits before the decoder,
+    which max_lag cannot drop).
     """
 
     def __init__(self, source, input_format, container, stream, fps, live, realtime=False, max_lag=None,

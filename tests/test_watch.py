@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from camera import State
 from conftest import REPO
 from detect import frame_scores
 from i3d import load_i3d
@@ -275,6 +276,21 @@ def test_alerts_on_a_real_broker_and_the_page_served_while_it_runs(cams, broker)
     assert states[0]['state'] == 'streaming' and states[-1]['state'] == 'stopped', states
     last_score = [line for line in lines if line['type'] == 'score'][-1]
     assert states[-1]['utc'] == last_score['end_utc'] and states[-1]['dropped_frames'] == 0
+
+
+def test_a_state_change_is_published_once_and_reconnecting_holds_until_the_reconnections_gap():
+    published = []
+    state = State('a', SimpleNamespace(state=lambda name, current: published.append((name, current['state']))))
+    state.flowing('streaming')
+    state.flowing('streaming')
+    state.update(state='reconnecting')  # the reader's thread
+    state.flowing('streaming')          # snippets read before the source broke
+    state.update(state='streaming', dropped_frames=48)  # the reconnection's gap
+    state.flowing('behind')
+    state.update(state='stopped')
+    assert published == [('a', 'streaming'), ('a', 'reconnecting'), ('a', 'streaming'), ('a', 'behind'),
+                         ('a', 'stopped')]
+    assert state.current == {'state': 'stopped', 'utc': None, 'score': None, 'dropped_frames': 48}
 
 
 class FakeCamera:
