@@ -454,14 +454,15 @@ def test_a_picture_smaller_than_the_networks_crop_is_warned_about(stream_set):
     assert '\nlive.py: warning: -: 64 x 48 pixels, smaller than the network\'s 224 x 224 crop' in log
 
 
-def test_mqtt_gets_the_events_and_the_states(stream_set, broker):  # noqa: F811 (broker: a fixture)
-    """live.py --mqtt in this process, threshold 0 (one event, the whole stream), against mosquitto on 127.0.0.1:
-    the event's start and end and the camera's states, under the run's name."""
+def test_mqtt_gets_the_events_and_the_states(stream_set, broker, tmp_path):  # noqa: F811 (broker: a fixture)
+    """live.py --mqtt in this process on two snippets, threshold 0 (one event, the whole stream), against
+    mosquitto on 127.0.0.1: the event's start and end and the camera's states, under the run's name."""
     root = stream_set[0]
+    encode_ts(tmp_path / 'short.ts', 32)
     mosquitto = broker()
     subscriber = Subscriber(mosquitto.port, ['anomaly/mq/events', 'anomaly/mq/state'])
     try:
-        _, lines, _ = live_here(root, 'cam.ts', '--name', 'mq', '--overwrite', '--no-page', '--threshold', 0,
+        _, lines, _ = live_here(root, tmp_path / 'short.ts', '--name', 'mq', '--no-page', '--threshold', 0,
                                 '--mqtt', f'127.0.0.1:{mosquitto.port}')
         start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/mq/events', 2)]
         subscriber.wait_for_state('anomaly/mq/state', 'stopped')

@@ -246,15 +246,16 @@ def test_a_port_in_use_is_one_line_and_status_2_before_anything_is_written(cams)
 
 
 def test_alerts_on_a_real_broker_and_the_page_served_while_it_runs(cams, broker):
-    """a.ts in real time (4 s), threshold 0 (one event, the whole stream), with an mqtt section (mosquitto on
+    """Three snippets in real time, threshold 0 (one event, the whole stream), with an mqtt section (mosquitto on
     127.0.0.1) and an http one (a free port): the event's start and end and the camera's states arrive, and
-    state.json lists the camera as streaming while it runs."""
+    state.json lists the camera as streaming while it runs (after its first score, as the next snippets come)."""
     root, _ = cams
+    encode_ts(root / 'short.ts', 16 * 3)
     port = free_port()
     mosquitto = broker()
     subscriber = Subscriber(mosquitto.port, ['anomaly/a/events', 'anomaly/a/state'])
     process = start_watch(root, config_text(
-        root, root / 'alerted', {'a': 'source: a.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
+        root, root / 'alerted', {'a': 'source: short.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
         more=f'mqtt: {{host: 127.0.0.1, port: {mosquitto.port}}}\nhttp: {{port: {port}}}\n'))
     try:
         while json.loads(process.stdout.readline())['type'] != 'score':
