@@ -13,6 +13,9 @@ one camera), written in segments (segments.py) to
     <out_dir>/<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json, .csv, _i3d.npy, -<event HH-MM-SS.mmm>.mp4, events.jsonl
     <out_dir>/index.html   the review page (page.py), rewritten when a segment starts or ends and after an event
 Retention (retention.py) deletes the oldest segments by keep_days and keep_gb, at the start and every minute.
+With `mqtt`, `webhooks` or `frigate`, each camera's events and states go there (alerts.py); with `http`, the live
+page of out_dir is served (serve.py), each camera's state read from its camera.State (a port that cannot be
+listened on is one line and exit status 2, before any camera starts).
 
 Standard output: live.py's JSON Lines, each with a "camera" field after its "type"; a camera's last is
 {"type": "end", "camera", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "reason"}. The log
