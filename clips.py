@@ -177,6 +177,7 @@ class ClipRecorder:
         self.seen = 0  # the index after the latest frame's
         self.counted = 0  # frames seen here (a recorder may start mid-stream, after a reconnection)
         self.clip = None
+        self.clip_offset = None  # the open clip's: seconds from its first frame to its event's first frame
 
     def renewed(self, stream):
         """A recorder like this one for stream, a new connection's (whose timestamps start anew)."""
@@ -237,11 +238,14 @@ class ClipRecorder:
 
     def start(self, frame, path):
         """An event starts at frame index `frame`: open its clip at path (its folder made), from the keyframe at or
-        before the pre-roll's first frame (copied) or that frame (encoded); path."""
+        before the pre-roll's first frame (copied) or that frame (encoded); path. Sets clip_offset: the seconds
+        from the clip's first frame to the event's."""
         os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
         with self.lock:
             first = self.pts_of(max(0, frame - round(self.pre_roll * self.fps)))
             start = max([position for position, pts in self.keys if pts <= first], default=self.first)
+            shown_first = self.packets[start - self.first].pts if self.copy else first
+            self.clip_offset = float((self.pts_of(frame) - shown_first) * self.time_base)
             if self.copy:
                 write = functools.partial(copy_clip, template=self.template, time_base=self.time_base,
                                           options=self.options)

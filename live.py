@@ -19,7 +19,7 @@ Standard output: JSON Lines, one object per line, flushed at once (the log goes 
      "latency"}
     {"type": "event_start", "frame", "time", "utc", "score"}
     {"type": "event_end", "start_frame", "end_frame", "start_time", "end_time", "peak_score", "start_utc",
-     "end_utc", "clip"}
+     "end_utc", "clip", "clip_offset" (with a clip: seconds from its first frame to the event's)}
     {"type": "gap", "start_frame", "end_frame", "start_utc", "end_utc", "reason"}
     {"type": "end", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "realtime_factor", "reason"}
 Frames are counted from the stream's first, end frames are exclusive, times are frame / fps seconds. Clock
@@ -39,6 +39,8 @@ Written to --out-dir as the stream goes (named after --name: the file's stem, el
                       <name>_i3d.npy.part until then)
     clips/<name>-<start time>s.mp4   with --clips: each event, from --pre-roll seconds before it
     index.html        the review page of every result in the folder (page.py), after each event and at the end
+With --mqtt HOST[:PORT] (topics under --mqtt-prefix), the events, the stream's state and Home Assistant discovery
+go to that MQTT broker as watch.py's do (alerts.py), the camera named as the outputs are.
 A name whose CSV, JSON or features are in --out-dir already (an earlier run's) is refused before any work:
 give another --name, or --overwrite to replace them.
 SIGINT or SIGTERM stops reading, scores what is complete, ends the open event and writes everything; a second
@@ -57,8 +59,9 @@ import time
 
 import numpy as np
 
+import alerts
 from backend import load_network
-from camera import Camera
+from camera import Camera, State
 from cli import check_out_dir, check_positive, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from feature_file import FeatureFile
@@ -68,7 +71,8 @@ from page import write_page
 from results import CSV_HEADER, csv_rows, utc_text
 from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
                     reopenable)
-from video import CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, too_short
+from video import (CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, small_picture_warning,
+                   too_short)
 from windows import Windows
 
 JSON_EVERY = 5.0          # seconds between rewrites of the JSON while nothing happens
@@ -146,8 +150,8 @@ class Scorer:
     The camera and its files are made by open_camera() at the first snippet or gap: a source that ends or fails
     before its first snippet leaves nothing written."""
 
-    def __init__(self, extract, open_camera, fps, max_lag):
-        self.extract, self.open_camera, self.fps, self.max_lag = extract, open_camera, fps, max_lag
+    def __init__(self, extract, open_camera, fps, max_lag, state):
+        self.extract, self.open_camera, self.fps, self.max_lag, self.state = extract, open_camera, fps, max_lag, state
         self.camera = None
         self.work = 0.0  # seconds of the network's work
         self.network_seconds = 0.0  # the latest batch's
@@ -214,6 +218,7 @@ class Scorer:
         nothing (no snippet came) raises DataError when the source failed or was shorter than a snippet."""
         camera = self.camera
         if camera is None:
+            self.state.update(state='stopped')
             if end.failed:
                 raise DataError(f'{end.reason}; nothing written')
             if end.reason != 'stopped':
@@ -291,19 +296,30 @@ def main(args):
         print(f'live.py: {signal.Signals(signum).name}: finishing what is read', file=sys.stderr)
 
     handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    publisher = None  # --mqtt's alerts
+    if args.mqtt:
+        publisher = alerts.Alerts(alerts.config_from_mqtt_flags(args), [name],
+                                  lambda line: print(f'live.py: {line}', file=sys.stderr))
     try:
-        score_source(args, device, name, model, stopping, readers)
+        score_source(args, device, name, model, stopping, readers, State(name, publisher))
     finally:
+        if publisher is not None:
+            publisher.close()
         for number, handler in handlers.items():
             signal.signal(number, handler)
 
 
-def score_source(args, device, name, model, stopping, readers):
+def score_source(args, device, name, model, stopping, readers, state):
     """Open the source (with --reconnect, a URL or a device that does not answer yet is tried again), read it
-    in a thread of its own (appended to readers) and score it until it ends or stopping is set."""
+    in a thread of its own (appended to readers) and score it until it ends or stopping is set; state: the
+    camera's State (its alerts')."""
+    def retrying(line):
+        print(f'live.py: {line}', file=sys.stderr)
+        state.update(state='reconnecting')
+
     retries = args.reconnect if reopenable(args.source, args.format) else 0
-    container, stream = open_retrying(args.source, args.format, retries, stopping,  # before the weights: a
-                                      lambda line: print(f'live.py: {line}', file=sys.stderr))  # wrong source at once
+    # before the weights: a wrong source is said at once
+    container, stream = open_retrying(args.source, args.format, retries, stopping, retrying)
     extract = Extractor(load_network(args.weights, device, args.backend), args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
@@ -321,17 +337,20 @@ def score_source(args, device, name, model, stopping, readers):
           f'{args.crops}-crop features, windows of {args.test_split_size} snippets every {args.hop} '
           f'({args.hop * FRAMES_PER_SNIPPET / fps:.2f} s); {"live" if live else "finite"}'
           f'{f", dropping past {max_lag:g} s behind" if max_lag else ""}', file=sys.stderr)
+    warning = small_picture_warning(args.source, stream.codec_context.width, stream.codec_context.height)
+    if warning:
+        print(f'live.py: warning: {warning}', file=sys.stderr)
 
     def open_camera():
         return Camera(None, fps, Windows(model, args.test_split_size, args.hop), args.threshold,
-                      RunFiles(args, name, fps, args.crops), reader.recorder, 'live.py: ', device)
+                      RunFiles(args, name, fps, args.crops), reader.recorder, 'live.py: ', device, state)
 
     reader = SnippetReader(args.source, args.format, container, stream, fps, live, args.realtime, max_lag,
-                           args.reconnect, recorder, batch)
+                           args.reconnect, recorder, batch, lambda: state.update(state='reconnecting'))
     readers.append(reader)
     if stopping.is_set():  # a signal while the source was opened
         reader.stop()
-    scorer = Scorer(extract, open_camera, fps, max_lag)
+    scorer = Scorer(extract, open_camera, fps, max_lag, state)
     end = End(0, 'failed', True)  # until the loop ends: what an error leaves is written all the same
     try:
         end = scorer.run(reader, batch, stopping)
@@ -379,6 +398,7 @@ def build_parser():
     parser.add_argument('--no-page', action='store_true',
                         help="do not rewrite <out-dir>/index.html, the review page, after each event and at the end")
     add_extraction_arguments(parser)
+    alerts.add_mqtt_arguments(parser)
     return parser
 
 

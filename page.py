@@ -6,7 +6,7 @@ watch.py wrote there, with each result's score over time, its events, and a play
     python page.py results/watch         # watch.py's folder: index.html (the latest day), <YYYY-MM-DD>.html
 
 Two layouts. detect.py's and live.py's: every <name>.json with its <name>.csv (frame,time,score) in the folder.
-watch.py's (CONTRACT.md): <camera>/<YYYY-MM-DD>/<HH-MM-SS>.json with its .csv of score rows, one segment each;
+watch.py's (segments.py): <camera>/<YYYY-MM-DD>/<HH-MM-SS>.json with its .csv of score rows, one segment each;
 index.html covers every camera's segments of the latest day, with clock times (UTC), and links to one page per
 earlier day, <YYYY-MM-DD>.html, written the same way (again only when a file of that day changed after it).
 

@@ -1,4 +1,4 @@
-"""watch.py's files of one camera, in segments (camera.py's `files`), in the layout of CONTRACT.md:
+"""watch.py's files of one camera, in segments (camera.py's `files`), in this layout:
 
     <out_dir>/<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json      the segment's report (UTC date and start time)
     <out_dir>/<camera>/<YYYY-MM-DD>/<HH-MM-SS>.csv       its scores: a row per score (results.score_row)

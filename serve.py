@@ -14,8 +14,8 @@ An aiohttp server in a thread of its own, with its own event loop. Read-only. It
                         computed now), its timeline of day D and its events of day D (below)
     /files/<path>       a file under out_dir (the clips, the segments' JSON and CSV); a path with '..', '.', an
                         empty or encoded-separator part, or that leads out of out_dir (a symlink), is a 404
-snapshot() is called from the server's thread: it must be safe to call from there. Its state dicts are alerts'
-(CONTRACT.md): {'state': 'streaming'|'reconnecting'|'behind'|'stopped', 'utc': the last frame's utc_text or None,
+snapshot() is called from the server's thread: it must be safe to call from there. Its state dicts are those of
+alerts.Alerts.state: {'state': 'streaming'|'reconnecting'|'behind'|'stopped', 'utc': the last frame's utc_text or None,
 'score': the last score or None, 'dropped_frames': int}.
 
 Bound to a loopback address, no token is needed; any other address needs one (else DataError at construction).

@@ -131,14 +131,17 @@ class SnippetReader:
     container, stream: the source opened by open_source; fps: its rate; live: the live queue policy (drop past
     max_lag seconds); realtime: pace the frames at fps, as a camera delivers them; recorder: a
     clips.ClipRecorder that sees every packet and decoded frame, or None (a reconnection replaces it by
-    recorder.renewed(new stream)); batch: snippets the network takes at a time. busy_seconds: the time spent
-    decoding and resizing so far, decoded: the frames decoded (gaps aside); behind: how far the decoding lags the
-    stream's own clock (for a live source: video that waits before the decoder, which max_lag cannot drop).
+    recorder.renewed(new stream)); batch: snippets the network takes at a time; reconnecting(): called from the
+    reader's thread when the source ended or broke and is being reopened (camera.State's 'reconnecting'), or None.
+    busy_seconds: the time spent decoding and resizing so far, decoded: the frames decoded (gaps aside); behind:
+    how far the decoding lags the stream's own clock (for a live source: video that waits before the decoder,
+    which max_lag cannot drop).
     """
 
     def __init__(self, source, input_format, container, stream, fps, live, realtime=False, max_lag=None,
-                 reconnect=0, recorder=None, batch=1):
+                 reconnect=0, recorder=None, batch=1, reconnecting=None):
         self.source, self.input_format, self.fps = source, input_format, fps
+        self.reconnecting = reconnecting
         self.live, self.realtime, self.reconnect, self.recorder = live, realtime, reconnect, recorder
         self.max_lag = max_lag
         self.network_seconds = 0.0  # the network's time for its latest batch (the main thread says it)
@@ -233,6 +236,8 @@ class SnippetReader:
                     if broke and not reopenable(self.source, self.input_format):
                         end = End(frames, self.broken_file(container, frames, broke), True)
                         continue
+                    if self.reconnect and self.reconnecting is not None:
+                        self.reconnecting()
                     while container is None and failures < self.reconnect and not self.stopping.is_set():
                         self.stopping.wait(backoff_seconds(failures))
                         failures += 1

@@ -13,6 +13,9 @@ one camera), written in segments (segments.py) to
     <out_dir>/<camera>/<YYYY-MM-DD>/<HH-MM-SS>.json, .csv, _i3d.npy, -<event HH-MM-SS.mmm>.mp4, events.jsonl
     <out_dir>/index.html   the review page (page.py), rewritten when a segment starts or ends and after an event
 Retention (retention.py) deletes the oldest segments by keep_days and keep_gb, at the start and every minute.
+With `mqtt`, `webhooks` or `frigate`, each camera's events and states go there (alerts.py); with `http`, the live
+page of out_dir is served (serve.py), each camera's state read from its camera.State (a port that cannot be
+listened on is one line and exit status 2, before any camera starts).
 
 Standard output: live.py's JSON Lines, each with a "camera" field after its "type"; a camera's last is
 {"type": "end", "camera", "frames", "start_utc", "end_utc", "snippets", "dropped_frames", "reason"}. The log
@@ -31,8 +34,10 @@ import threading
 import time
 
 import config
+import retention
+from alerts import Alerts
 from backend import load_network
-from camera import Camera
+from camera import Camera, State
 from cli import pick_device
 from clips import ClipRecorder
 from dataset import FRAMES_PER_SNIPPET, DataError
@@ -42,8 +47,9 @@ from page import write_page
 from repair import repair
 from scheduler import Scheduler
 from segments import SegmentFiles
+from serve import PageServer
 from stream import LIVE_MAX_LAG, End, SnippetReader, frame_rate, open_retrying, reopenable
-from video import CLIPS_PER_BATCH, Extractor
+from video import CLIPS_PER_BATCH, Extractor, small_picture_warning
 from windows import Windows
 
 STOP_SECONDS = 8.0  # after a signal, the most the cameras' readers are waited for
@@ -53,11 +59,13 @@ EXIT_CONFIG = 2     # exit status of a configuration mistake
 
 class Feed:
     """One camera: its source opened in a thread of its own (tried again while its `reconnect` allows), its
-    reader, and its Camera from the first snippet or gap on (a camera that never delivers writes nothing)."""
+    reader, its State (alerts' and the served page's) and its Camera from the first snippet or gap on (a camera
+    that never delivers writes nothing)."""
 
     def __init__(self, name, settings, shared):
         self.name, self.settings, self.shared = name, settings, shared
         self.source = config.redact(settings['source'])
+        self.state = State(name, shared['alerts'])
         self.reader = self.camera = None
         self.ended = False
         self.stopping = threading.Event()
@@ -72,13 +80,14 @@ class Feed:
         reconnect = math.inf if settings['reconnect'] is None else settings['reconnect']
         try:
             container, stream = open_retrying(source, input_format, reconnect if reopenable(source, input_format)
-                                              else 0, self.stopping, lambda line: self.log(config.redact(line)))
+                                              else 0, self.stopping, self.retrying)
             fps = settings['fps'] or frame_rate(stream)
             if not fps > 0:
                 container.close()
                 raise DataError(f'{self.source}: the stream does not state its frame rate: give the camera an fps')
         except DataError as e:
             self.log(f'{config.redact(str(e))}; the camera ends')
+            self.state.update(state='stopped')
             self.ended = True
             return
         live = settings['realtime'] or reopenable(source, input_format)
@@ -90,11 +99,21 @@ class Feed:
             recorder = ClipRecorder(stream, fps, pre_roll, pre_roll + (max_lag or LIVE_MAX_LAG) + window + 10,
                                     fragmented=True)
         self.fps = fps
-        self.log(f'{self.source}: {stream.codec_context.width} x {stream.codec_context.height} at {fps:g} fps')
+        width, height = stream.codec_context.width, stream.codec_context.height
+        self.log(f'{self.source}: {width} x {height} at {fps:g} fps')
+        warning = small_picture_warning(self.source, width, height)
+        if warning:
+            self.log(f'warning: {warning}')
         self.reader = SnippetReader(source, input_format, container, stream, fps, live, settings['realtime'],
-                                    max_lag, reconnect, recorder, shared['batch'])
+                                    max_lag, reconnect, recorder, shared['batch'],
+                                    lambda: self.state.update(state='reconnecting'))
         if self.stopping.is_set():
             self.reader.stop()
+
+    def retrying(self, line):
+        """open_retrying's log: the source does not answer yet, and is tried again."""
+        self.log(config.redact(line))
+        self.state.update(state='reconnecting')
 
     def stop(self, drop=False):
         self.stopping.set()
@@ -115,7 +134,7 @@ class Feed:
             self.camera = Camera(self.name, self.fps, Windows(shared['model'], settings['test_split_size'],
                                                               settings['hop']),
                                  settings['threshold'], files, self.reader.recorder, f'watch.py: {self.name}: ',
-                                 shared['device'], shared['alerts'])
+                                 shared['device'], self.state)
         return self.camera
 
     # ---------------------------------------------------------------------------------- the scheduler's calls
@@ -137,6 +156,7 @@ class Feed:
         camera = self.camera
         if camera is None:
             self.log(f'{config.redact(why)}: ended before its first snippet; nothing written')
+            self.state.update(state='stopped')
             return
         camera.finish(max(frames, camera.written), reason)
         report = camera.files.segment.report if camera.files.segment else {}
@@ -150,25 +170,29 @@ def enforce_retention(record, feeds):
     """retention.enforce(out_dir, keep_days, keep_gb, active, now, log): the oldest whole segments deleted while
     older than keep_days or while out_dir holds more than keep_gb; never those of active, the stems of the
     segments being written."""
-    try:
-        import retention
-    except ImportError:  # retention.py (branch config) not merged yet
-        return
     active = set().union(*(feed.camera.files.active() for feed in feeds if feed.camera is not None))
     retention.enforce(record['out_dir'], record['keep_days'], record['keep_gb'], active, time.time(),
                       lambda line: print(f'watch.py: {line}', file=sys.stderr))
 
 
 def start_alerts(settings, names):
-    """alerts.Alerts when the configuration asks for MQTT, webhooks or Frigate (and the module is there)."""
+    """alerts.Alerts when the configuration asks for MQTT, webhooks or Frigate."""
     if not (settings['mqtt'] or settings['webhooks'] or settings['frigate']):
         return None
-    try:
-        from alerts import Alerts
-    except ImportError:
-        print('watch.py: warning: alerts.py is missing: no alerts are sent', file=sys.stderr)
-        return None
     return Alerts(settings, names, lambda line: print(f'watch.py: {line}', file=sys.stderr))
+
+
+def start_server(settings, out_dir, feeds):
+    """serve.PageServer of out_dir when the configuration has `http`, listening; its snapshot: each feed's state
+    (State.current, a dict replaced on each change, so read whole from the server's thread). DataError (one
+    line) when it cannot listen."""
+    if settings is None:
+        return None
+    server = PageServer(out_dir, settings['bind'], settings['port'], settings['token'],
+                        lambda: {feed.name: feed.state.current for feed in list(feeds)})
+    server.start()
+    print(f'watch.py: the live page: http://{settings["bind"]}:{server.port}/', file=sys.stderr)
+    return server
 
 
 def main(args):
@@ -182,13 +206,15 @@ def main(args):
     crops = model_settings['crops']
     extract = Extractor(load_network(model_settings['weights'], device, model_settings['backend']), crops, device)
     batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
+    feeds = []  # filled once the server and the alerts are up
+    server = start_server(settings['http'], record['out_dir'], feeds)  # refused: nothing written
     os.makedirs(record['out_dir'], exist_ok=True)
     names = list(settings['cameras'])
     for name in names:  # what a hard stop left, before anything new is written
         repair(record['out_dir'], name, I3D_FEATURE_SIZE, lambda line: print(f'watch.py: {line}', file=sys.stderr))
     shared = {'record': record, 'crops': crops, 'checkpoint': model_settings['ckpt'], 'model': model,
               'device': device, 'batch': batch, 'alerts': start_alerts(settings, names)}
-    feeds = [Feed(name, settings['cameras'][name], shared) for name in names]
+    feeds.extend(Feed(name, settings['cameras'][name], shared) for name in names)
     scheduler = Scheduler(extract, batch)
     signals = []
 
@@ -214,6 +240,8 @@ def main(args):
                 feed.finish(feed.camera.written if feed.camera else 0, 'stopped', 'stopped')
         if shared['alerts'] is not None:
             shared['alerts'].close()
+        if server is not None:
+            server.close()
         for number, handler in handlers.items():
             signal.signal(number, handler)
 

@@ -115,6 +115,13 @@ class Subscriber:
         with self.changed:
             return [payload for t, payload, _ in self.messages if t == topic]
 
+    def wait_for_state(self, topic, state):
+        """Wait until the latest payload of topic (a camera's state topic) says state."""
+        def latest():
+            payloads = self.payloads(topic)
+            return json.loads(payloads[-1])['state'] if payloads else None
+        wait_for(lambda: latest() == state, f'{topic}: {state}, not {latest()}')
+
     def wait(self, topic, count=1):
         """The payloads of topic once there are at least count of them."""
         with self.changed:

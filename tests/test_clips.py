@@ -241,6 +241,30 @@ def test_a_clip_may_start_after_the_input_closed_on_a_recorder_started_mid_strea
     assert_frames(clip_content(path)[1], frames, keyframe_before(keys, 60 - 25), 79)
 
 
+@pytest.mark.parametrize('codec, options, format', [('libx264', {'g': '10', 'bf': '0'}, 'mpegts'),  # copied
+                                                     ('mjpeg', {}, 'matroska')])                      # encoded
+def test_clip_offset_is_the_time_of_the_events_first_frame_in_its_clip(tmp_path, codec, options, format):
+    """start() sets clip_offset: in the decoded clip, the time of the event's first frame (63) less the clip's
+    first frame's: from the keyframe before the pre-roll (30, copied) or from the pre-roll's first frame (38)."""
+    video = encode(tmp_path / 'in', codec, options=options, format=format)
+    with av.open(video) as container:
+        stream = container.streams.video[0]
+        recorder = ClipRecorder(stream, FPS, PRE_ROLL, 10.0)
+        index = 0
+        for packet in container.demux(stream):
+            recorder.packet(packet)
+            for frame in packet.decode():
+                recorder.frame(index, frame.pts)
+                index += 1
+    path = recorder.start(63, str(tmp_path / 'clips' / 'cam-2.52s.mp4'))
+    offset = recorder.clip_offset
+    recorder.stop(80)
+    _, clip_frames, times, _ = clip_content(path)
+    numbers = [frame_number(f) for f in clip_frames]
+    assert numbers[0] == (30 if codec == 'libx264' else 38)
+    assert offset == pytest.approx(times[numbers.index(63)] - times[0]) == pytest.approx((63 - numbers[0]) / FPS)
+
+
 def synthetic_packets(n, gop, start=0):
     """Packets start..start + n - 1 of 1000 bytes at FPS in a 1/90000 time base, a keyframe every gop (0: only
     the first)."""

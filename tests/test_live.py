@@ -19,11 +19,13 @@ import pytest
 import torch
 
 from conftest import REPO, run_script
+from camera import State
 from dataset import DataError
 from live import Scorer, build_parser, main
 from results import utc_seconds
 from windows import Windows
 from stream import Snippet, SnippetReader, open_source
+from test_alerts import Subscriber, broker, mosquitto  # noqa: F401 (broker, mosquitto: fixtures)
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 
 FPS = 25
@@ -446,6 +448,34 @@ def test_event_lines_on_stderr_name_the_script(stream_set):
     assert events and all(line.startswith('live.py: ') for line in events)
 
 
+def test_a_picture_smaller_than_the_networks_crop_is_warned_about(stream_set):
+    """cam.ts is 64 x 48: its frames are enlarged to 340 x 256 (video.small_picture_warning)."""
+    log = stream_set[-1][2]
+    assert '\nlive.py: warning: -: 64 x 48 pixels, smaller than the network\'s 224 x 224 crop' in log
+
+
+def test_mqtt_gets_the_events_and_the_states(stream_set, broker, tmp_path):  # noqa: F811 (broker: a fixture)
+    """live.py --mqtt in this process on two snippets, threshold 0 (one event, the whole stream), against
+    mosquitto on 127.0.0.1: the event's start and end and the camera's states, under the run's name."""
+    root = stream_set[0]
+    encode_ts(tmp_path / 'short.ts', 32)
+    mosquitto = broker()
+    subscriber = Subscriber(mosquitto.port, ['anomaly/mq/events', 'anomaly/mq/state'])
+    try:
+        _, lines, _ = live_here(root, tmp_path / 'short.ts', '--name', 'mq', '--no-page', '--threshold', 0,
+                                '--mqtt', f'127.0.0.1:{mosquitto.port}')
+        start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/mq/events', 2)]
+        subscriber.wait_for_state('anomaly/mq/state', 'stopped')
+        states = [json.loads(payload)['state'] for payload in subscriber.payloads('anomaly/mq/state')]
+    finally:
+        subscriber.close()
+    (event,) = frames_of(lines, 'event_end')
+    assert (start['type'], start['camera'], start['start_utc']) == ('start', 'mq', event['start_utc'])
+    assert end == {'type': 'end', 'id': start['id'], 'camera': 'mq',
+                   **{key: value for key, value in event.items() if key != 'type'}}
+    assert states[0] == 'streaming' and states[-1] == 'stopped', states
+
+
 class FakeReader:
     source, live, behind = 'cam', False, 0.0
 
@@ -455,7 +485,7 @@ class FakeReader:
 
 def test_realtime_factor_is_the_slower_of_the_two_threads_and_the_status_line_adds_up(capsys):
     from types import SimpleNamespace
-    scorer = Scorer(None, None, 32.0, None)
+    scorer = Scorer(None, None, 32.0, None, State('cam'))
     scorer.work = 4.0  # the network: 20 snippets (10 s of video) in 4 s: 2.5 x real time
     scorer.camera = SimpleNamespace(snippets=20, written=32 * 18, dropped=32 * 10,
                                     files=SimpleNamespace(report={'events': []}))

@@ -574,7 +574,7 @@ def test_page_py_in_another_folder_links_the_files_the_reports_name(folder):
 
 # ---------------------------------------------------------------------------------------------- watch.py's folder
 def write_segment(out, camera, start_utc, first_frame, scores, events=(), ended=True, fps=FPS, hop=1):
-    """A segment as watch.py writes it (CONTRACT.md): <camera>/<day>/<HH-MM-SS>.json and .csv, a score row per
+    """A segment as watch.py writes it (segments.py): <camera>/<day>/<HH-MM-SS>.json and .csv, a score row per
     hop snippets (16 frames each), clock time start_utc + frames / fps."""
     t0, n = utc_seconds(start_utc), 16 * hop
     folder = os.path.join(out, camera, start_utc[:10])

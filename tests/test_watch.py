@@ -7,15 +7,18 @@ the real key layout; every run has a time limit."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
 import torch
 
+from camera import State
 from conftest import REPO
 from detect import frame_scores
 from i3d import load_i3d
@@ -23,68 +26,37 @@ from protocol import video_scores
 from results import find_events, read_score_rows, utc_seconds
 from scheduler import Scheduler
 from stream import End, Gap, Snippet
+from test_alerts import Subscriber, broker, free_port, mosquitto  # noqa: F401 (broker, mosquitto: fixtures)
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 from test_live import FPS, causal_scores, encode_ts
+from test_serve import get
 from video import extract_video
 
 LIMIT = 300  # seconds any one run may take
 WINDOW = 2
 
-# config.py is the config branch's; until it is merged, watch.py's runs here import this stand-in of its
-# interface (CONTRACT.md): the dict load_config returns, every default filled
-CONFIG_STANDIN = '''
-import re
-import yaml
-from dataset import DataError
-
-
-class ConfigError(DataError):
-    pass
-
-
-def redact(url):
-    return re.sub(r'(://[^:/@]+:)[^@]*@', r'\\1***@', url)
-
-
-def load_config(path):
-    raw = yaml.safe_load(open(path))
-    detect = {'test_split_size': 32, 'hop': 1, 'threshold': 0.5, 'max_lag': 10.0, **raw.get('detect', {})}
-    return {'model': {'crops': 1, 'device': 'auto', 'backend': 'auto', 'batch_size': None, **raw['model']},
-            'detect': detect,
-            'record': {'out_dir': 'results/watch', 'segment_minutes': 60.0, 'keep_days': 7.0, 'keep_gb': None,
-                       'features': False, 'clips': True, 'pre_roll': 5.0, **raw.get('record', {})},
-            'cameras': {name: {'format': None, 'realtime': False, 'reconnect': None, 'fps': None, **detect,
-                               'frigate_camera': name, **camera} for name, camera in raw['cameras'].items()},
-            'mqtt': None, 'webhooks': [], 'frigate': None, 'http': None}
-'''
-
-
 @pytest.fixture(scope='module')
 def cams(tmp_path_factory, i3d_weights):  # noqa: F811
-    """A folder with weights.pth, model.pth, a.ts (6 snippets and 5 frames), b.ts (5 snippets and 3 frames), and
-    (until config.py is merged) the stand-in of config.py in standin/."""
+    """A folder with weights.pth, model.pth, a.ts (6 snippets and 5 frames) and b.ts (5 snippets and 3 frames)."""
     root = tmp_path_factory.mktemp('watch')
     os.symlink(i3d_weights, root / 'weights.pth')
     model = save_model(root / 'model.pth', feature_size=2048)
     encode_ts(root / 'a.ts', 16 * 6 + 5)
     encode_ts(root / 'b.ts', 16 * 5 + 3, seed=1)
-    if not os.path.exists(os.path.join(REPO, 'config.py')):
-        (root / 'standin').mkdir()
-        (root / 'standin' / 'config.py').write_text(CONFIG_STANDIN)
     return root, model
 
 
-def config_text(root, out_dir, cameras, detect='', record=''):
+def config_text(root, out_dir, cameras, detect='', record='', more=''):
+    """more: further sections (mqtt, http), as lines of YAML."""
     return (f'model: {{ckpt: {root}/model.pth, weights: {root}/weights.pth, crops: 1, device: cpu, batch_size: 1}}\n'
             f'detect: {{test_split_size: {WINDOW}, {detect}}}\n'
-            f'record: {{out_dir: {out_dir}, pre_roll: 1, {record}}}\n'
+            f'record: {{out_dir: {out_dir}, pre_roll: 1, {record}}}\n' + more +
             'cameras:\n' + ''.join(f'  {name}: {{{camera}}}\n' for name, camera in cameras.items()))
 
 
 def start_watch(root, text):
     (root / 'cams.yaml').write_text(text)
-    env = {**os.environ, 'PYTHONPATH': str(root / 'standin')}
-    return subprocess.Popen([sys.executable, os.path.join(REPO, 'watch.py'), 'cams.yaml'], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, os.path.join(REPO, 'watch.py'), 'cams.yaml'], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -247,6 +219,79 @@ def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
         assert sum(1 for _ in container.decode(video=0)) > 0
     jsonl = [json.loads(line) for line in open(os.path.join(day, 'events.jsonl'))]
     assert jsonl[0] == event and len(jsonl) == 1 + sum(len(report['events']) for report in new)
+
+
+def test_a_configuration_mistake_is_one_line_and_status_2_with_nothing_written(cams):
+    root, _ = cams
+    out = root / 'mistaken'
+    process = start_watch(root, config_text(root, out, {'a': 'source: a.ts'}, detect='treshold: 0.5'))
+    stdout, stderr = process.communicate(timeout=LIMIT)
+    assert process.returncode == 2 and stdout == ''
+    assert stderr == 'watch.py: error: cams.yaml: detect.treshold: unknown key; did you mean threshold?\n'
+    assert not out.exists()
+
+
+def test_a_port_in_use_is_one_line_and_status_2_before_anything_is_written(cams):
+    root, _ = cams
+    out = root / 'refused'
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_watch(root, config_text(root, out, {'a': 'source: a.ts'}, more=f'http: {{port: {port}}}\n'))
+        stdout, stderr = process.communicate(timeout=LIMIT)
+    assert process.returncode == 2 and stdout == '' and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f'watch.py: error: http: cannot listen on 127.0.0.1:{port}: ')
+    assert not out.exists()
+
+
+def test_alerts_on_a_real_broker_and_the_page_served_while_it_runs(cams, broker):
+    """Three snippets in real time, threshold 0 (one event, the whole stream), with an mqtt section (mosquitto on
+    127.0.0.1) and an http one (a free port): the event's start and end and the camera's states arrive, and
+    state.json lists the camera as streaming while it runs (after its first score, as the next snippets come)."""
+    root, _ = cams
+    encode_ts(root / 'short.ts', 16 * 3)
+    port = free_port()
+    mosquitto = broker()
+    subscriber = Subscriber(mosquitto.port, ['anomaly/a/events', 'anomaly/a/state'])
+    process = start_watch(root, config_text(
+        root, root / 'alerted', {'a': 'source: short.ts, realtime: true, max_lag: 1000'}, detect='hop: 1, threshold: 0',
+        more=f'mqtt: {{host: 127.0.0.1, port: {mosquitto.port}}}\nhttp: {{port: {port}}}\n'))
+    try:
+        while json.loads(process.stdout.readline())['type'] != 'score':
+            pass
+        status, _, body = get(SimpleNamespace(port=port), '/state.json')
+        lines, _, log = lines_as_they_come(process)
+        start, end = [json.loads(payload) for payload in subscriber.wait('anomaly/a/events', 2)]
+        subscriber.wait_for_state('anomaly/a/state', 'stopped')
+    finally:
+        process.kill()
+        subscriber.close()
+    assert status == 200
+    (camera,) = json.loads(body)['cameras']
+    assert camera['name'] == 'a' and camera['state'] == 'streaming', camera
+    (event,) = [line for line in lines if line['type'] == 'event_end']
+    assert start['type'] == 'start' and start['id'] == event['id'] and start['start_utc'] == event['start_utc']
+    assert end == {'type': 'end', **{key: value for key, value in event.items() if key != 'type'}}
+    states = [json.loads(payload) for payload in subscriber.payloads('anomaly/a/state')]
+    assert states[0]['state'] == 'streaming' and states[-1]['state'] == 'stopped', states
+    last_score = [line for line in lines if line['type'] == 'score'][-1]
+    assert states[-1]['utc'] == last_score['end_utc'] and states[-1]['dropped_frames'] == 0
+
+
+def test_a_state_change_is_published_once_and_reconnecting_holds_until_the_reconnections_gap():
+    published = []
+    state = State('a', SimpleNamespace(state=lambda name, current: published.append((name, current['state']))))
+    state.flowing('streaming')
+    state.flowing('streaming')
+    state.update(state='reconnecting')  # the reader's thread
+    state.flowing('streaming')          # snippets read before the source broke
+    state.update(state='streaming', dropped_frames=48)  # the reconnection's gap
+    state.flowing('behind')
+    state.update(state='stopped')
+    assert published == [('a', 'streaming'), ('a', 'reconnecting'), ('a', 'streaming'), ('a', 'behind'),
+                         ('a', 'stopped')]
+    assert state.current == {'state': 'stopped', 'utc': None, 'score': None, 'dropped_frames': 48}
 
 
 class FakeCamera:
