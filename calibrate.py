@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from backend import load_network
-from cli import check_out_dir, check_positive, run
+from cli import check_out_dir, check_window, run
 from dataset import FRAMES_PER_SNIPPET, DataError, check_finite, open_features, write_atomic
 from model import load_checkpoint
 from results import find_events
@@ -92,12 +92,7 @@ def warn(message):
 
 
 def check_flags(args):
-    check_positive(args, 'test_split_size')
-    if args.hop is None:
-        args.hop = args.test_split_size
-    if not 0 < args.hop <= args.test_split_size:
-        raise DataError(f'--hop must be from 1 to the window (--test-split-size {args.test_split_size}), '
-                        f'got {args.hop}')
+    check_window(args)
     if not 0 < args.false_alarms_per_hour < math.inf:
         raise DataError(f'--false-alarms-per-hour must be a positive number of events an hour, got '
                         f'{args.false_alarms_per_hour}')

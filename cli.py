@@ -78,6 +78,16 @@ def check_positive(args, *names):
             raise DataError(f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}')
 
 
+def check_window(args):
+    """--test-split-size (the window) and --hop (default: the window) of the scripts that score streams."""
+    check_positive(args, 'test_split_size')
+    if args.hop is None:
+        args.hop = args.test_split_size
+    if not 0 < args.hop <= args.test_split_size:
+        raise DataError(f'--hop must be from 1 to the window (--test-split-size {args.test_split_size}), '
+                        f'got {args.hop}')
+
+
 def parse_shard(text):
     """'K/N' -> (K, N) with 0 <= K < N."""
     match = re.fullmatch(r'(\d+)/(\d+)', text)

@@ -62,7 +62,7 @@ import numpy as np
 import alerts
 from backend import load_network
 from camera import Camera, State
-from cli import check_out_dir, check_positive, run
+from cli import check_out_dir, check_window, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from feature_file import FeatureFile
 from i3d import FEATURE_SIZE as I3D_FEATURE_SIZE
@@ -239,12 +239,7 @@ class Scorer:
 
 # ---------------------------------------------------------------------------------------------- the script
 def check_flags(args):
-    check_positive(args, 'test_split_size')
-    if args.hop is None:
-        args.hop = args.test_split_size
-    if not 0 < args.hop <= args.test_split_size:
-        raise DataError(f'--hop must be from 1 to the window (--test-split-size {args.test_split_size}), '
-                        f'got {args.hop}')
+    check_window(args)
     if not 0 <= args.threshold <= 1:
         raise DataError(f'--threshold must be between 0 and 1, as the scores are, got {args.threshold}')
     if args.max_lag is not None and not 0 < args.max_lag < math.inf:
