@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from backend import load_network
 from camera import State
 from conftest import REPO
-from detect import frame_scores
-from i3d import load_i3d
 from protocol import video_scores
 from results import find_events, read_score_rows, utc_seconds
 from scheduler import Scheduler
@@ -30,7 +29,7 @@ from test_alerts import Subscriber, broker, free_port, mosquitto  # noqa: F401 (
 from test_detect import i3d_weights, save_model  # noqa: F401 (i3d_weights: a fixture)
 from test_live import FPS, causal_scores, encode_ts
 from test_serve import get
-from video import extract_video
+from video import extract_video, frame_scores
 
 LIMIT = 300  # seconds any one run may take
 WINDOW = 2
@@ -96,7 +95,7 @@ def test_two_cameras_on_one_network_score_as_detect(cams):
     """Files, hop = window, batches of one snippet: each camera's scores, events and features are those of
     detect.py and extract_features.py on its file (the very same float32 computation)."""
     root, model = cams
-    network = load_i3d(str(root / 'weights.pth'), 'cpu')
+    network = load_network(str(root / 'weights.pth'), torch.device('cpu'))  # the default backend, as watch.py's
     expected = {}
     for name in ('a', 'b'):
         features, frames, _ = extract_video(str(root / f'{name}.ts'), network, crops=1, batch_size=1, progress=False)
@@ -134,9 +133,9 @@ def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cam
     reports = segments(out, 'a')
     assert len(reports) == 2  # from frames 0 and 48 (1.92 s: the first score 1.5 s or more after 0)
     features = np.concatenate([np.load(report['features']) for report in reports])
-    np.testing.assert_array_equal(features, extract_video(str(root / 'a.ts'), load_i3d(str(root / 'weights.pth'),
-                                                                                        'cpu'),
-                                                          crops=1, batch_size=1, progress=False)[0])
+    network = load_network(str(root / 'weights.pth'), torch.device('cpu'))  # the default backend, as watch.py's
+    np.testing.assert_array_equal(features, extract_video(str(root / 'a.ts'), network, crops=1, batch_size=1,
+                                                          progress=False)[0])
     rows = [read_score_rows(report['stem'] + '.csv') for report in reports]
     starts, ends, scores = (np.concatenate(column) for column in zip(*rows))
     by_hand = causal_scores(model, features, WINDOW, 1)
