@@ -27,7 +27,7 @@ class Run(NamedTuple):
     """What one live stream measured (a live.py run, or one camera of a watch.py run)."""
     frames: int
     dropped: int
-    realtime_factor: float
+    realtime_factor: float  # None for watch.py's cameras, which share one network
     played: list   # latencies of the scores written while the stream played
     drained: list  # latencies of the scores written after its end
     peak: int      # bytes
@@ -154,6 +154,6 @@ def stream_run(records, peak, wall):
     end = records[-1]
     duration = end['frames'] / FPS
     scores = [r for r in records if r['type'] == 'score']
-    return Run(end['frames'], end['dropped_frames'], end['realtime_factor'],
+    return Run(end['frames'], end['dropped_frames'], end.get('realtime_factor'),  # watch.py's cameras: none
                [r['latency'] for r in scores if r['end_time'] + r['latency'] <= duration],
                [r['latency'] for r in scores if r['end_time'] + r['latency'] > duration], peak, wall)

@@ -16,7 +16,8 @@ its scores written while the stream played (end_time + latency within its durati
   drops a frame (or k passes --max-cameras): the largest k with none dropped. A camera drops only once it is
   --max-lag behind, and what waits at a stream's end is scored without dropping, so the streams must be longer
   than --max-lag (the default 2 minutes is 12 times the default 10 s): a camera that falls behind by less over
-  its stream shows as keeping up; the table gives the slowest camera's realtime_factor beside it.
+  its stream shows as keeping up; the table gives the slowest live.py stream's realtime_factor beside it
+  (watch.py's cameras share one network and report none).
 - Peak memory for 1, 2 and 4 cameras (those up to --max-cameras): watch.py's against the sum of the k live.py
   processes' peaks (the runs above where they were made). Goal: each camera beyond the first adds at most
   150 MB to watch.py's.
@@ -164,8 +165,9 @@ def keep_up(measure, step, most):
 
 def speed_text(m):
     frames = sum(r.frames for r in m.runs.values())
-    return (f'{dropped(m)} of {frames} frames dropped ({dropped(m) / frames:.1%}); the slowest camera '
-            f'{min(r.realtime_factor for r in m.runs.values()):.2f}x real time; the process(es) took up to '
+    factors = [r.realtime_factor for r in m.runs.values() if r.realtime_factor is not None]
+    slowest = f'; the slowest stream {min(factors):.2f}x real time' if factors else ''
+    return (f'{dropped(m)} of {frames} frames dropped ({dropped(m) / frames:.1%}){slowest}; the process(es) took up to '
             f'{max(r.wall for r in m.runs.values()):.0f} s for {frames / len(m.runs) / FPS:.0f} s of video')
 
 
