@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dataset import write_atomic
 from i3d import I3DResNet50
 from model import VideoClassifier, save_checkpoint
 
@@ -71,6 +72,14 @@ def met(goal, ok):
 def table(rows, title):
     lines = [title, '', '| measurement | time | rate, ratio | peak memory | goal |', '|---|---|---|---|---|']
     return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
+
+
+def publish(rows, title, path):
+    """Print the table of rows under title, and write it to path (atomically)."""
+    text = table(rows, title)
+    print(text)
+    write_atomic(path, lambda f: f.write(text.encode() + b'\n'))
+    print(f'\n(written to {path})')
 
 
 def write_video(path, n_frames, width, height, seed=0):

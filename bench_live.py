@@ -34,10 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from backend import CACHE_VARIABLE, cached_model, load_network
-from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, random_checkpoint,
-                          run_process, stream_run, stream_video, table, timed, write_random_weights, written_once)
+from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, publish,
+                          random_checkpoint, run_process, stream_run, stream_video, timed, write_random_weights,
+                          written_once)
 from cli import HelpFormatter, check_positive, pick_device, run
-from dataset import FRAMES_PER_SNIPPET, DataError, write_atomic
+from dataset import FRAMES_PER_SNIPPET, DataError
 from stream import LIVE_MAX_LAG
 from video import CLIPS_PER_BATCH, HEIGHT, WIDTH, Extractor
 
@@ -165,11 +166,7 @@ def main(args):
     title = (f'**{machine(device)}.** live.py on generated {SIZE[0]} x {SIZE[1]} H.264 videos at {FPS} fps, MPEG-TS '
              f'piped in and played in real time (--realtime), hop 1, --max-lag {args.max_lag:g} s, random weights. '
              f'Load average (1 min) {before:.1f} before, {after:.1f} after.')
-    text = table(rows, title)
-    print(text)
-    path = os.path.join(args.out, f'bench-{device.type}.md')
-    write_atomic(path, lambda f: f.write(text.encode() + b'\n'))
-    print(f'\n(written to {path})')
+    publish(rows, title, os.path.join(args.out, f'bench-{device.type}.md'))
 
 
 def build_parser():

@@ -33,7 +33,7 @@ import torch.nn as nn
 from PIL import Image
 
 from backend import CACHE_VARIABLE, load_network
-from bench_common import GB, REPO, TIME, machine, met, run_process, sync, write_random_weights, write_video
+from bench_common import GB, REPO, TIME, machine, met, publish, run_process, sync, write_random_weights, write_video
 from cli import pick_device
 from video import (CLIPS_PER_BATCH, CROP, HEIGHT, WIDTH, Extractor, crop_boxes, decoded_frames, extract_video,
                    float32_convolutions)
@@ -232,12 +232,7 @@ def main(args):
     title = (f'**{machine(device)}.** Videos {args.width} x {args.height}, {args.snippets} and {4 * args.snippets} '
              f'snippets (and a dropped tail of 7 frames), 10 crops, random weights; in-process times are the best '
              f'of {args.repeats}. Load average (1 min) {before:.1f} before, {after:.1f} after.')
-    lines = [title, '', '| measurement | time | rate, ratio | peak memory | goal |', '|---|---|---|---|---|']
-    text = '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
-    print(text)
-    with open(os.path.join(folder, f'bench-{device.type}.md'), 'w') as f:
-        f.write(text + '\n')
-    print(f'\n(written to {os.path.join(folder, f"bench-{device.type}.md")})')
+    publish(rows, title, os.path.join(folder, f'bench-{device.type}.md'))
 
 
 def build_parser():

@@ -48,8 +48,8 @@ from typing import NamedTuple
 
 import yaml
 
-from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, random_checkpoint,
-                          run_process, stream_run, stream_video, table, write_random_weights, written_once)
+from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met, percentile, publish,
+                          random_checkpoint, run_process, stream_run, stream_video, write_random_weights, written_once)
 from cli import HelpFormatter, check_positive, pick_device, run
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, write_atomic
 from stream import LIVE_MAX_LAG
@@ -362,11 +362,7 @@ def main(args):
              f'{args.max_lag:g} s, threshold {args.threshold:g}, {args.minutes:g}-minute streams, '
              f'{args.segment_minutes:g}-minute segments, features and clips written, random weights. Load average '
              f'(1 min) {before:.1f} before, {after:.1f} after.')
-    text = table(rows, title)
-    print(text)
-    path = os.path.join(args.out, f'bench-watch-{device.type}.md')
-    write_atomic(path, lambda f: f.write(text.encode() + b'\n'))
-    print(f'\n(written to {path})')
+    publish(rows, title, os.path.join(args.out, f'bench-watch-{device.type}.md'))
 
 
 def build_parser():
