@@ -13,8 +13,8 @@ p99) and the end line's realtime_factor, the processing speed as a multiple of r
 - --crops 1, a --minutes stream, once per backend on the CPU (--backend torch, then openvino; the OpenVINO
   cache, bench_data/live/openvino-cache, filled first). Goals: no frame dropped; latency p99 <= 1.0 s over all
   scores.
-- --crops 10, a --short-minutes and a --minutes stream. The network's time for one batch (live.py's 2 snippets
-  x 10 crops, on live.py's default backend) is measured in this process: the median of --batches after a
+- --crops 10, a --short-minutes and a --minutes stream. The network's time for one batch (live.py's default
+  batch of 10-crop snippets on live.py's default backend: 1 on OpenVINO, 2 on PyTorch) is measured in this process: the median of --batches after a
   warm-up. Goals: latency p99 <=
   --max-lag + that time + 1 s over the scores written while the stream played (end_time + latency <= the
   stream's duration, both on the stream's clock); the peak memory of the long stream within 1.1x the short
@@ -40,7 +40,7 @@ from bench_common import (FPS, GB, REPO, SIZE, TIME, json_records, machine, met,
 from cli import HelpFormatter, check_positive, pick_device, run
 from dataset import FRAMES_PER_SNIPPET, DataError
 from stream import LIVE_MAX_LAG
-from video import CLIPS_PER_BATCH, HEIGHT, WIDTH, Extractor
+from video import HEIGHT, WIDTH, Extractor, live_batch_size
 
 LATENCY_GOAL = 1.0          # seconds, the p99 of a 1-crop stream
 MEMORY_GOAL = 1.1           # the long 10-crop stream's peak memory over the short one's
@@ -88,18 +88,20 @@ def one_crop(args, device, video):
 
 
 def batch_seconds(args, device):
-    """The network's time for one batch of live.py's 10-crop runs: the median of --batches after a warm-up."""
-    extract = Extractor(load_network(os.path.join(args.out, 'random_i3d.pth'), device), 10, device)
-    frames = np.random.default_rng(0).integers(0, 256, (CLIPS_PER_BATCH // 10 * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3),
-                                               np.uint8)
+    """(the network's time for one batch of live.py's 10-crop runs: the median of --batches after a warm-up, the
+    snippets of that batch)"""
+    network = load_network(os.path.join(args.out, 'random_i3d.pth'), device)
+    extract = Extractor(network, 10, device)
+    frames = np.random.default_rng(0).integers(
+        0, 256, (live_batch_size(network, 10) * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
     extract(frames)  # sets up the convolutions' kernels
-    return timed(lambda: extract(frames), args.batches, device)[0]
+    return timed(lambda: extract(frames), args.batches, device)[0], live_batch_size(network, 10)
 
 
 def ten_crops(args, device, videos):
-    seconds = batch_seconds(args, device)
+    seconds, snippets = batch_seconds(args, device)
     goal = args.max_lag + seconds + 1
-    rows = [(f'the network on one batch of {CLIPS_PER_BATCH // 10} snippets x 10 crops (in this process, the median '
+    rows = [(f'the network on one batch of {snippets} snippet(s) x 10 crops (in this process, the median '
              f'of {args.batches} after a warm-up)', f'{seconds:.2f} s', '', '', '')]
     peaks = {}
     for minutes, video in sorted(videos.items()):

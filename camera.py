@@ -9,7 +9,8 @@ it to the JSON Lines on standard output, to the human log and to a `files` objec
     files.gap(gap)                 frames that will never be scored (stream.Gap), before their rows
     files.clip_path(frame, clock) -> (where the clip of an event starting at frame is written, its path as
         the records give it)
-    files.event_start(start)       an event started (start: its frame, time, utc and score)
+    files.event_start(start)       an event started (start: its frame, time, utc and score, and its clip_offset
+                                   when it has a clip)
     files.event_end(record)        it ended (the event record below)
     files.finish(reason, snippets) the stream ended, for reason
 
@@ -203,7 +204,7 @@ class Camera:
             self.clip = self.files.clip_path(frame, self.clock[frame])
             self.recorder.start(frame, self.clip[0])
             self.clip_offset = round(self.recorder.clip_offset, 4)
-        self.files.event_start(self.start)
+        self.files.event_start({**self.start, **({'clip_offset': self.clip_offset} if self.clip else {})})
         self.alert('event_start', {'id': self.event_id, 'camera': self.state.name, **self.start})
 
     def event_end(self, start, end, peak, reason):

@@ -20,7 +20,7 @@ model:                  the network, shared by every camera (required)
   crops: 1              1 (the center crop) or 10 (TenCrop, 10x the work)
   device: auto          auto (CUDA when present), cpu or cuda
   backend: auto         auto, torch or openvino: what runs the I3D network
-  batch_size: null      snippets run through the network at a time (null: extract_features.py's default)
+  batch_size: null      snippets through the network at a time (null: 1 on OpenVINO, else extract_features.py's)
 detect:                 every camera's defaults; a camera may set any of these four itself
   test_split_size: 32   the window: snippets scored together, the test protocol's chunk
   hop: 1                new snippets each score waits for, 1 to the camera's test_split_size

@@ -6,9 +6,10 @@
     python live.py clip.mp4 --realtime --ckpt ckpt/mine.pth --weights W --hop 4
 
 The features are extract_features.py's (video.py), computed snippet by snippet as the frames arrive, batched
-when several snippets wait. The scores are the test protocol's on windows of --test-split-size snippets
-(protocol.chunk_score: the model on each crop of the window, the mean over crops): every --hop new snippets,
-the window of the last --test-split-size snippets is scored and its score goes to the hop new snippets. With
+when several snippets wait on PyTorch (on OpenVINO one snippet at a time: video.live_batch_size). The scores
+are the test protocol's on windows of --test-split-size snippets (protocol.chunk_score: the model on each crop
+of the window, the mean over crops): every --hop new snippets, the window of the last --test-split-size
+snippets is scored and its score goes to the hop new snippets. With
 hop = window (the default) the windows are the protocol's chunks, the last shorter one scored as the protocol
 scores it, so a finished stream's scores and events are detect.py's on the same video. No future frame is ever
 used and no score is ever revised. A gap (frames dropped to keep up, or lost to a reconnection) ends the
@@ -71,7 +72,7 @@ from page import write_page
 from results import CSV_HEADER, csv_rows, utc_text
 from stream import (BACKLOG, LIVE_MAX_LAG, End, Gap, SnippetReader, check_input_format, frame_rate, open_retrying,
                     reopenable)
-from video import (CLIPS_PER_BATCH, Extractor, add_extraction_arguments, extraction_device, small_picture_warning,
+from video import (Extractor, add_extraction_arguments, extraction_device, live_batch_size, small_picture_warning,
                    too_short)
 from windows import Windows
 
@@ -315,13 +316,14 @@ def score_source(args, device, name, model, stopping, readers, state):
     retries = args.reconnect if reopenable(args.source, args.format) else 0
     # before the weights: a wrong source is said at once
     container, stream = open_retrying(args.source, args.format, retries, stopping, retrying)
-    extract = Extractor(load_network(args.weights, device, args.backend), args.crops, device, args.half)
+    network = load_network(args.weights, device, args.backend)
+    extract = Extractor(network, args.crops, device, args.half)
     fps = args.fps or frame_rate(stream)
     if not fps > 0:
         raise DataError(f'{args.source}: the stream does not state its frame rate: give it with --fps')
     live = args.realtime or reopenable(args.source, args.format)
     max_lag = args.max_lag or (LIVE_MAX_LAG if live else None)
-    batch = args.batch_size or max(1, CLIPS_PER_BATCH // args.crops)
+    batch = args.batch_size or live_batch_size(network, args.crops)
     window_seconds = args.test_split_size * FRAMES_PER_SNIPPET / fps
     recorder = None
     if args.clips:
@@ -392,7 +394,7 @@ def build_parser():
                         help='seconds of video kept before each event in its clip (default: %(default)s)')
     parser.add_argument('--no-page', action='store_true',
                         help="do not rewrite <out-dir>/index.html, the review page, after each event and at the end")
-    add_extraction_arguments(parser)
+    add_extraction_arguments(parser, live=True)
     alerts.add_mqtt_arguments(parser)
     return parser
 

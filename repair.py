@@ -6,8 +6,8 @@
   "interrupted"; its growing feature file is given the rows that are whole and renamed into place;
 - an event left open (a report's "open_event") is ended at the last scored frame of the camera's latest
   segment, "reason": "interrupted", its peak the highest score from its start; its clip (a fragmented MP4,
-  still named '.<name>.part') is renamed into place, playable up to the kill; the record goes to its segment's
-  report and to that day's events.jsonl.
+  still named '.<name>.part', its clip_offset kept) is renamed into place, playable up to the kill; the record
+  goes to its segment's report and to that day's events.jsonl.
 The scores (CSV) and events.jsonl are never rewritten: every byte flushed before the kill stays.
 """
 import glob
@@ -91,9 +91,10 @@ def ended_event(out_dir, start, segments):
         clip = os.path.join(os.path.dirname(clips[0]), os.path.basename(clips[0])[1:-len('.part')])
         os.replace(clips[0], clip)
         clip = os.path.relpath(clip, out_dir)
+    offset = {'clip_offset': start['clip_offset']} if clip and 'clip_offset' in start else {}
     return {'id': start['id'], 'camera': start['camera'],
             **event_record(start['start_frame'], end, peak, fps), 'start_utc': start['start_utc'],
-            'end_utc': end_utc, 'clip': clip, 'reason': 'interrupted'}
+            'end_utc': end_utc, 'clip': clip, **offset, 'reason': 'interrupted'}
 
 
 def repair(out_dir, camera, feature_size, log):

@@ -93,7 +93,8 @@ def open_retrying(source, input_format, retries, stopping, log):
             return open_source(source, input_format)
         except DataError as e:
             if failures == retries or stopping.is_set():
-                raise DataError(f'{e}' + (f'; {retries} more tries failed' if retries else '')) from None
+                more = f'; {retries} more tr{"y" if retries == 1 else "ies"} failed' if retries else ''
+                raise DataError(f'{e}{more}') from None
             log(f'{e}; trying again in {backoff_seconds(failures)} s ({failures + 1} of {retries})')
             stopping.wait(backoff_seconds(failures))
 
@@ -246,7 +247,8 @@ class SnippetReader:
                         except DataError:
                             pass
                     if container is None:
-                        tries = f' and {failures} tries to reopen it' if self.reconnect else ' (no --reconnect)'
+                        tries = f' and {failures} tr{"y" if failures == 1 else "ies"} to reopen it' if self.reconnect \
+                            else ' (no --reconnect)'
                         end = End(frames, f'{self.source}: the stream {broke or "ended"}{tries}', True)
                         continue
                     if self.recorder is not None:  # the new connection's timestamps start anew

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from backend import BACKENDS, check_backend
+from backend import BACKENDS, OpenVINONetwork, check_backend
 from cli import check_positive, pick_device
 from dataset import FEATURE_SUFFIX, FRAMES_PER_SNIPPET, DataError, open_features
 from i3d import FEATURE_SIZE, WHERE_FROM
@@ -249,6 +249,15 @@ class Extractor:
         return y.float().view(-1, self.crops, FEATURE_SIZE).cpu().numpy()
 
 
+def live_batch_size(network, crops):
+    """The snippets live.py and watch.py run through network (load_network's) at a time when none is set: one on
+    OpenVINO, whose CPU runtime takes as long per clip at every batch size (measured on 2 cores: 0.46 to 0.51 s
+    per 1-crop clip at 1, 2, 4 and 8 clips) while each clip of a batch holds about 60 MB more and a batch's first
+    snippet waits for its last; extract_features.py's CLIPS_PER_BATCH // crops on PyTorch, a GPU's throughput
+    growing with the batch."""
+    return 1 if isinstance(network, OpenVINONetwork) else max(1, CLIPS_PER_BATCH // crops)
+
+
 def extract_video(video_path, network, crops=10, batch_size=None, device='cpu', half=False, progress=True):
     """One video's features: (float32 numpy [T, crops, 2048], number of decoded frames, fps).
 
@@ -284,12 +293,14 @@ def extract_video(video_path, network, crops=10, batch_size=None, device='cpu', 
 
 
 # ---------------------------------------------------------------------------------------------- flags
-def add_extraction_arguments(parser):
-    """The extraction flags, which detect.py and live.py share (each script adds its own --weights)."""
+def add_extraction_arguments(parser, live=False):
+    """The extraction flags, which detect.py and live.py share (each script adds its own --weights); live:
+    live.py's batch default (live_batch_size)."""
     parser.add_argument('--crops', type=int, choices=[10, 1], default=10,
                         help='10: TenCrop (RTFM-style); 1: the center crop only, 10x faster (default: %(default)s)')
     parser.add_argument('--batch-size', type=int,
                         help='snippets decoded and run through the network at a time (default: '
+                             + ('1 on OpenVINO; on PyTorch ' if live else '') +
                              f'{CLIPS_PER_BATCH // 10} snippets with 10 crops, {CLIPS_PER_BATCH} with 1)')
     parser.add_argument('--half', action='store_true',
                         help='float16 autocast on CUDA: faster, features differ slightly from float32 (README)')

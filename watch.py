@@ -49,7 +49,7 @@ from scheduler import Scheduler
 from segments import SegmentFiles
 from serve import PageServer
 from stream import LIVE_MAX_LAG, End, SnippetReader, frame_rate, open_retrying, reopenable
-from video import CLIPS_PER_BATCH, Extractor, small_picture_warning
+from video import Extractor, live_batch_size, small_picture_warning
 from windows import Windows
 
 STOP_SECONDS = 8.0  # after a signal, the most the cameras' readers are waited for
@@ -204,8 +204,9 @@ def main(args):
         raise DataError(f'{args.config}: model.ckpt: {model_settings["ckpt"]} takes features of size '
                         f'{model.self_anttention[0].in_features}, and I3D\'s are {I3D_FEATURE_SIZE}')
     crops = model_settings['crops']
-    extract = Extractor(load_network(model_settings['weights'], device, model_settings['backend']), crops, device)
-    batch = model_settings['batch_size'] or max(1, CLIPS_PER_BATCH // crops)
+    network = load_network(model_settings['weights'], device, model_settings['backend'])
+    extract = Extractor(network, crops, device)
+    batch = model_settings['batch_size'] or live_batch_size(network, crops)
     feeds = []  # filled once the server and the alerts are up
     server = start_server(settings['http'], record['out_dir'], feeds)  # refused: nothing written
     os.makedirs(record['out_dir'], exist_ok=True)

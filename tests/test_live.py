@@ -4,6 +4,7 @@ gaps, a cut, garbled bytes, a TCP source that breaks and comes back, SIGTERM, cl
 
 The streams are MPEG-TS files the tests encode, fed through a pipe or a TCP server on 127.0.0.1; the I3D
 weights are random in the real key layout (test_detect's fixture); every run has a time limit."""
+import io
 import json
 import os
 import signal
@@ -60,11 +61,23 @@ def live(root, source, *flags, stdin=None, check=True):
     return result.returncode, [json.loads(line) for line in result.stdout.splitlines()], result.stderr
 
 
-def live_here(root, source, *flags):
-    """live.py's main in this process, as live() runs it (no interpreter to start): (status, JSON lines, log)."""
+class Arrivals(io.StringIO):
+    """Standard output that notes the time.time() at which each line was written."""
+
+    def __init__(self):
+        super().__init__()
+        self.arrivals = []
+
+    def write(self, text):
+        self.arrivals.extend([time.time()] * text.count('\n'))
+        return super().write(text)
+
+
+def live_here(root, source, *flags, out=None):
+    """live.py's main in this process, as live() runs it (no interpreter to start): (status, JSON lines, log);
+    out: its standard output (an Arrivals), or None."""
     from contextlib import redirect_stderr, redirect_stdout
-    from io import StringIO
-    out, err, status = StringIO(), StringIO(), 0
+    out, err, status = out or io.StringIO(), io.StringIO(), 0
     arguments = [str(source), '--ckpt', 'model.pth', '--weights', 'weights.pth', '--crops', '1', '--batch-size', '1',
                  '--test-split-size', str(WINDOW), '--device', 'cpu', *map(str, flags)]
     here = os.getcwd()
@@ -288,7 +301,7 @@ def test_tcp_source_that_comes_back_is_reconnected_after_one_gap(stream_set):
     server = Server([data[:len(data) // 2 // 188 * 188], data])
     status, lines, log = live_here(root, server.url, '--reconnect', 1, '--name', 'back')
     assert status == 1 and log.splitlines()[-1] == \
-        f'live.py: error: {server.url}: the stream ended and 1 tries to reopen it; everything scored is written'
+        f'live.py: error: {server.url}: the stream ended and 1 try to reopen it; everything scored is written'
     (gap,) = frames_of(lines, 'gap')
     assert gap['reason'] == 'reconnected after: the stream ended'
     assert gap['start_frame'] % 16 == 0 == gap['end_frame'] % 16 and gap['start_frame'] < 16 * 4
@@ -416,17 +429,17 @@ def test_an_mp4_with_its_index_at_the_end_on_a_pipe_is_refused_and_nothing_writt
     assert not (tmp_path / 'out').exists()
 
 
-def test_reconnect_retries_the_first_opening(stream_set):
-    """Nothing listens at the port when live.py starts; a server opens there 1.5 s later (live.py tries again
-    1 s and 3 s after its start) and sends the stream."""
+def test_reconnect_retries_the_first_opening(stream_set, tmp_path):
+    """Nothing listens at the port when live.py starts; a server opens there 0.5 s later (live.py tries again
+    1 s after its start) and sends a stream of 2 snippets and 5 frames."""
     root = stream_set[0]
-    data = (root / 'cam.ts').read_bytes()
+    data = encode_ts(tmp_path / 'late.ts', 16 * 2 + 5).read_bytes()
     closed = socket.create_server(('127.0.0.1', 0))
     port = closed.getsockname()[1]
     closed.close()
 
     def serve_later():
-        time.sleep(1.5)
+        time.sleep(0.5)
         with socket.create_server(('127.0.0.1', port)) as server:
             server.settimeout(LIMIT)
             connection, _ = server.accept()
@@ -435,11 +448,11 @@ def test_reconnect_retries_the_first_opening(stream_set):
 
     threading.Thread(target=serve_later, daemon=True).start()
     url = f'tcp://127.0.0.1:{port}'
-    status, lines, log = live_here(root, url, '--reconnect', 2, '--name', 'late')
-    assert f'live.py: {url}: cannot be opened' in log and 'trying again in 1 s (1 of 2)' in log
+    status, lines, log = live_here(root, url, '--reconnect', 1, '--name', 'late')
+    assert f'live.py: {url}: cannot be opened' in log and 'trying again in 1 s (1 of 1)' in log
     assert status == 1 and log.splitlines()[-1] == \
-        f'live.py: error: {url}: the stream ended and 2 tries to reopen it; everything scored is written'
-    assert lines[-1]['frames'] == 16 * SNIPPETS + 5 and lines[-1]['dropped_frames'] == 0
+        f'live.py: error: {url}: the stream ended and 1 try to reopen it; everything scored is written'
+    assert lines[-1]['frames'] == 16 * 2 + 5 and lines[-1]['dropped_frames'] == 0
 
 
 def test_event_lines_on_stderr_name_the_script(stream_set):
@@ -502,19 +515,11 @@ def test_clock_times_of_a_realtime_file_follow_its_frames_and_the_wall_clock(str
     last frame was decoded, which in real time is its end_utc. Every clock time is the first frame's plus the
     frame's time; events and the end carry the clock times of their frames."""
     root, _, _, threshold, _ = stream_set
-    process = subprocess.Popen([sys.executable, os.path.join(REPO, 'live.py'), 'cam.ts', '--realtime', '--ckpt',
-                                'model.pth', '--weights', 'weights.pth', '--crops', '1', '--batch-size', '1',
-                                '--test-split-size', str(WINDOW), '--hop', '1', '--device', 'cpu', '--max-lag',
-                                '100', '--threshold', repr(threshold), '--name', 'clock', '--no-page'],
-                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines, arrivals = [], []
-    try:
-        for line in process.stdout:
-            lines.append(json.loads(line))
-            arrivals.append(time.time())
-        assert process.wait(LIMIT) == 0
-    finally:
-        process.kill()
+    out = Arrivals()
+    status, lines, _ = live_here(root, 'cam.ts', '--realtime', '--hop', 1, '--max-lag', 100, '--threshold',
+                                 repr(threshold), '--name', 'clock', '--no-page', out=out)
+    arrivals = out.arrivals
+    assert status == 0 and len(arrivals) == len(lines)
     scores = frames_of(lines, 'score')
     assert len(scores) == SNIPPETS
     for score, arrival in zip(lines, arrivals):

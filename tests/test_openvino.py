@@ -64,6 +64,12 @@ def test_auto_is_openvino_on_the_cpu_and_pytorch_on_cuda(monkeypatch, i3d_weight
     assert load_network('w.pth', torch.device('cuda')) == ('the PyTorch network', 'w.pth', torch.device('cuda'))
 
 
+def test_a_live_source_takes_one_snippet_at_a_time_on_openvino_and_extraction_batches_on_pytorch(
+        torch_network, openvino_network):
+    assert [video.live_batch_size(openvino_network, crops) for crops in (1, 10)] == [1, 1]
+    assert [video.live_batch_size(torch_network, crops) for crops in (1, 10)] == [20, 2]
+
+
 def test_one_crop_features_equal_pytorchs_at_every_batch_size(h264_video, one_crop_features, openvino_network):
     """Batches of 1 and of 2 snippets (a full batch, then a shorter one): one dynamic-batch model for all."""
     expected, n_frames, fps = one_crop_features

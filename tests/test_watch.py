@@ -45,9 +45,19 @@ def cams(tmp_path_factory, i3d_weights):  # noqa: F811
     return root, model
 
 
+@pytest.fixture(scope='module')
+def extracted(cams):
+    """{'a': a.ts's features, 'b': b.ts's}, as extract_features.py gives them one snippet at a time on the default
+    backend, as watch.py's."""
+    root, _ = cams
+    network = load_network(str(root / 'weights.pth'), torch.device('cpu'))
+    return {name: extract_video(str(root / f'{name}.ts'), network, crops=1, batch_size=1, progress=False)[:2]
+            for name in ('a', 'b')}
+
+
 def config_text(root, out_dir, cameras, detect='', record='', more=''):
     """more: further sections (mqtt, http), as lines of YAML."""
-    return (f'model: {{ckpt: {root}/model.pth, weights: {root}/weights.pth, crops: 1, device: cpu, batch_size: 1}}\n'
+    return (f'model: {{ckpt: {root}/model.pth, weights: {root}/weights.pth, crops: 1, device: cpu}}\n'
             f'detect: {{test_split_size: {WINDOW}, {detect}}}\n'
             f'record: {{out_dir: {out_dir}, pre_roll: 1, {record}}}\n' + more +
             'cameras:\n' + ''.join(f'  {name}: {{{camera}}}\n' for name, camera in cameras.items()))
@@ -91,15 +101,12 @@ def per_frame(rows):
     return np.repeat(scores, ends - starts)
 
 
-def test_two_cameras_on_one_network_score_as_detect(cams):
-    """Files, hop = window, batches of one snippet: each camera's scores, events and features are those of
-    detect.py and extract_features.py on its file (the very same float32 computation)."""
+def test_two_cameras_on_one_network_score_as_detect(cams, extracted):
+    """Files, hop = window, batches of one snippet (the default on OpenVINO): each camera's scores, events and
+    features are those of detect.py and extract_features.py on its file (the very same float32 computation)."""
     root, model = cams
-    network = load_network(str(root / 'weights.pth'), torch.device('cpu'))  # the default backend, as watch.py's
-    expected = {}
-    for name in ('a', 'b'):
-        features, frames, _ = extract_video(str(root / f'{name}.ts'), network, crops=1, batch_size=1, progress=False)
-        expected[name] = features, frame_scores(video_scores(model, torch.from_numpy(features), WINDOW), frames)
+    expected = {name: (features, frame_scores(video_scores(model, torch.from_numpy(features), WINDOW), frames))
+                for name, (features, frames) in extracted.items()}
     threshold = float(np.median(expected['a'][1]))  # some chunks of a.ts below it, some at or above
     out = root / 'two'
     lines, _, log = lines_as_they_come(start_watch(
@@ -123,7 +130,7 @@ def test_two_cameras_on_one_network_score_as_detect(cams):
     assert all(line.startswith('watch.py: a: ') or line.startswith('watch.py: b: ') for line in log.splitlines())
 
 
-def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cams):
+def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cams, extracted):
     """a.ts in real time (4.04 s) in segments of 1.5 s, hop 1, threshold 0 (one event, the whole stream)."""
     root, model = cams
     out = root / 'segmented'
@@ -133,9 +140,7 @@ def test_segments_concatenated_are_one_run_and_an_event_across_them_is_whole(cam
     reports = segments(out, 'a')
     assert len(reports) == 2  # from frames 0 and 48 (1.92 s: the first score 1.5 s or more after 0)
     features = np.concatenate([np.load(report['features']) for report in reports])
-    network = load_network(str(root / 'weights.pth'), torch.device('cpu'))  # the default backend, as watch.py's
-    np.testing.assert_array_equal(features, extract_video(str(root / 'a.ts'), network, crops=1, batch_size=1,
-                                                          progress=False)[0])
+    np.testing.assert_array_equal(features, extracted['a'][0])
     rows = [read_score_rows(report['stem'] + '.csv') for report in reports]
     starts, ends, scores = (np.concatenate(column) for column in zip(*rows))
     by_hand = causal_scores(model, features, WINDOW, 1)
@@ -213,6 +218,7 @@ def test_a_restart_after_sigkill_mid_event_repairs_and_loses_nothing(cams):
     assert np.load(repaired['features']).shape[0] in (len(ends), len(ends) + 1)  # a row's features come first
     (event,) = repaired['events']
     assert (event['start_frame'], event['end_frame'], event['reason']) == (0, int(ends[-1]), 'interrupted')
+    assert event['clip_offset'] == killed['open_event']['clip_offset'] == 0.0  # the clip starts at frame 0 too
     assert event['peak_score'] == float(scores.max())
     with av.open(str(out / event['clip'])) as container:  # the clip plays up to the kill
         assert sum(1 for _ in container.decode(video=0)) > 0
