@@ -550,5 +550,5 @@ def test_a_second_run_with_the_same_name_is_refused_and_the_first_loses_nothing(
     status, lines, log = live_here(root, 'cam.ts', '--name', 'cam')
     assert status == 1 and lines == []
     assert log == f'live.py: error: results/live/cam.csv exists, an earlier run\'s: give another --name, or ' \
-                  f'--overwrite to replace that run\'s outputs\n'
+                  '--overwrite to replace that run\'s outputs\n'
     assert {path: path.read_bytes() for path in out.glob('cam*')} == before
