@@ -91,11 +91,10 @@ def batch_seconds(args, device):
     """(the network's time for one batch of live.py's 10-crop runs: the median of --batches after a warm-up, the
     snippets of that batch)"""
     network = load_network(os.path.join(args.out, 'random_i3d.pth'), device)
-    extract = Extractor(network, 10, device)
-    frames = np.random.default_rng(0).integers(
-        0, 256, (live_batch_size(network, 10) * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
+    extract, snippets = Extractor(network, 10, device), live_batch_size(network, 10)
+    frames = np.random.default_rng(0).integers(0, 256, (snippets * FRAMES_PER_SNIPPET, HEIGHT, WIDTH, 3), np.uint8)
     extract(frames)  # sets up the convolutions' kernels
-    return timed(lambda: extract(frames), args.batches, device)[0], live_batch_size(network, 10)
+    return timed(lambda: extract(frames), args.batches, device)[0], snippets
 
 
 def ten_crops(args, device, videos):

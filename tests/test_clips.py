@@ -222,20 +222,27 @@ def test_close_ends_an_open_clip_at_the_last_frame(tmp_path):
     assert_frames(clip_content(path)[1], frames, keyframe_before(keys, 50 - 25), 59)
 
 
-def test_a_clip_may_start_after_the_input_closed_on_a_recorder_started_mid_stream(tmp_path):
-    # scores lag decoding: a clip may start after the reader closed its input (at the end of a file, or on a
-    # reconnection, after which a new recorder sees frame indices go on from the last one's)
-    video = encode(tmp_path / 'in', 'libx264', options={'g': '10', 'bf': '0'}, format='h264')  # no pts
-    frames, _, _, keys = source(video)
+def fed_whole(video, first_index):
+    """A ClipRecorder (horizon 10 s) that has seen every packet and frame of video, its frames counted from
+    first_index, its input closed before any clip starts."""
     with av.open(video) as container:
         stream = container.streams.video[0]
         recorder = ClipRecorder(stream, FPS, PRE_ROLL, 10.0)
-        index = 1000
+        index = first_index
         for packet in container.demux(stream):
             recorder.packet(packet)
             for frame in packet.decode():
                 recorder.frame(index, frame.pts)
                 index += 1
+    return recorder
+
+
+def test_a_clip_may_start_after_the_input_closed_on_a_recorder_started_mid_stream(tmp_path):
+    # scores lag decoding: a clip may start after the reader closed its input (at the end of a file, or on a
+    # reconnection, after which a new recorder sees frame indices go on from the last one's)
+    video = encode(tmp_path / 'in', 'libx264', options={'g': '10', 'bf': '0'}, format='h264')  # no pts
+    frames, _, _, keys = source(video)
+    recorder = fed_whole(video, first_index=1000)
     path = recorder.start(1060, str(tmp_path / 'clips' / 'cam-42.40s.mp4'))
     assert recorder.stop(1080) == path == str(tmp_path / 'clips' / 'cam-42.40s.mp4')
     assert_frames(clip_content(path)[1], frames, keyframe_before(keys, 60 - 25), 79)
@@ -247,15 +254,7 @@ def test_clip_offset_is_the_time_of_the_events_first_frame_in_its_clip(tmp_path,
     """start() sets clip_offset: in the decoded clip, the time of the event's first frame (63) less the clip's
     first frame's: from the keyframe before the pre-roll (30, copied) or from the pre-roll's first frame (38)."""
     video = encode(tmp_path / 'in', codec, options=options, format=format)
-    with av.open(video) as container:
-        stream = container.streams.video[0]
-        recorder = ClipRecorder(stream, FPS, PRE_ROLL, 10.0)
-        index = 0
-        for packet in container.demux(stream):
-            recorder.packet(packet)
-            for frame in packet.decode():
-                recorder.frame(index, frame.pts)
-                index += 1
+    recorder = fed_whole(video, first_index=0)
     path = recorder.start(63, str(tmp_path / 'clips' / 'cam-2.52s.mp4'))
     offset = recorder.clip_offset
     recorder.stop(80)
